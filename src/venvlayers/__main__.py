@@ -1,0 +1,5 @@
+"""`python -m venvlayers`: the same CLI as the `venvlayers` command."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,110 @@
+"""Filesystem helpers: atomic writes, safe temporary siblings, link-or-copy."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def format_json(data: Any) -> str:
+    """Stable JSON text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `path` so that readers see either the old or the whole new content.
+
+    The content goes to a temporary sibling, is flushed to disk, then renamed over
+    the target: an interrupted run never leaves a half-written file looking valid.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_atomic(path, format_json(data))
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Atomically write `text` unless the file already holds exactly it."""
+    try:
+        if path.read_text("utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_atomic(path, text)
+    return True
+
+
+@contextlib.contextmanager
+def temporary_sibling(path: Path, tag: str = "tmp") -> Iterator[Path]:
+    """A fresh directory next to `path` (same filesystem, so renames are atomic).
+
+    Removed on exit unless the caller renamed it away.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{tag}-", dir=path.parent))
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            remove_tree(tmp)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file, link or directory tree, also when read-only entries are inside."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        return
+    if not path.exists():
+        return
+
+    def _retry_writable(func: Any, name: str, _exc: BaseException) -> None:
+        os.chmod(name, 0o700)
+        func(name)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=_retry_writable)
+    else:
+        shutil.rmtree(path, onerror=lambda f, n, e: _retry_writable(f, n, e[1]))
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` to `dst` where possible (same filesystem), else copy it."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def dir_size(path: Path) -> int:
+    """Bytes used by regular files below `path` (hard links counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            st = os.lstat(os.path.join(root, name))
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            total += st.st_size
+    return total

@@ -1,0 +1,47 @@
+"""The `venvlayers` command line: a thin layer over the Python API.
+
+Each command parses options, calls one API function and renders the result. All
+`VenvLayersError`s end here as one line on stderr and exit code 1; usage errors
+exit 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from . import _cli_common
+from .errors import VenvLayersError
+
+app = _cli_common.app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with `argv` (default: `sys.argv[1:]`) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    try:
+        # standalone mode lets typer render usage errors (exit 2) and --help itself;
+        # only our own errors come through as exceptions
+        command.main(args=args, prog_name="venvlayers", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
+    except VenvLayersError as exc:
+        message = str(exc).strip() or exc.__class__.__name__
+        for line in message.splitlines():
+            _cli_common.OUT.stderr.print(f"error: {line}", markup=False, highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        _cli_common.OUT.stderr.print("interrupted", markup=False)
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

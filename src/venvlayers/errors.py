@@ -1,0 +1,62 @@
+"""The exception hierarchy: every user-facing failure is a `VenvLayersError`.
+
+The CLI prints `str(error)` as one line and exits 1; anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveError",
+    "BuildError",
+    "DeployError",
+    "LockError",
+    "PublishError",
+    "RuntimeSourceError",
+    "SpecError",
+    "ToolError",
+    "VenvLayersError",
+]
+
+
+class VenvLayersError(Exception):
+    """Root of every error venvlayers reports to its user."""
+
+
+class SpecError(VenvLayersError, ValueError):
+    """The stack specification is invalid; the message names file, layer and field.
+
+    `problems` holds every problem found, so a spec with several mistakes
+    reports them all at once; `str()` joins them one per line.
+    """
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class RuntimeSourceError(VenvLayersError, RuntimeError):
+    """A Python runtime could not be obtained, verified or imported."""
+
+
+class LockError(VenvLayersError, RuntimeError):
+    """A layer could not be locked (resolution failure, conflict, missing wheels)."""
+
+
+class BuildError(VenvLayersError, RuntimeError):
+    """A layer environment could not be built."""
+
+
+class ArchiveError(VenvLayersError, RuntimeError):
+    """An archive could not be written, or is unsafe or corrupt to read."""
+
+
+class PublishError(VenvLayersError, RuntimeError):
+    """Layers could not be published or exported."""
+
+
+class DeployError(VenvLayersError, RuntimeError):
+    """A published stack could not be deployed, run or inspected on the target."""
+
+
+class ToolError(VenvLayersError, RuntimeError):
+    """An external tool (uv, patchelf, a layer's python) failed."""
