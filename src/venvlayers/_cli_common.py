@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,8 +44,10 @@ class Output:
     """Where and how much to print, set by the global options."""
 
     verbosity: int = 0  # -1 quiet, 0 normal, 1 -v, 2 -vv
-    stdout: Console = Console(highlight=False, soft_wrap=True)
-    stderr: Console = Console(stderr=True, highlight=False, soft_wrap=True)
+    stdout: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    stderr: Console = field(
+        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+    )
 
     @property
     def quiet(self) -> bool:
@@ -122,7 +124,8 @@ AllowMissingOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 BuildDirOpt = Annotated[
-    Path, typer.Option("--build-dir", help="Where layer environments are built (relative to the spec).")
+    Path,
+    typer.Option("--build-dir", help="Where layer environments are built (relative to the spec)."),
 ]
 
 

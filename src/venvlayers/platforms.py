@@ -78,7 +78,9 @@ class TargetPlatform(StrEnum):
             return f"{self.cpu}-manylinux_{glibc[0]}_{glibc[1]}"
         return self.pbs_triple
 
-    def marker_environment(self, py_version: str, implementation: str = "cpython") -> dict[str, str]:
+    def marker_environment(
+        self, py_version: str, implementation: str = "cpython"
+    ) -> dict[str, str]:
         """PEP 508 marker values on this platform (those that do not depend on the OS release)."""
         impl_names = {"cpython": "CPython", "pypy": "PyPy"}
         env = {
