@@ -6,6 +6,7 @@ all and exposes `main(argv)`. Nothing here holds logic worth calling from Python
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -16,7 +17,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -57,18 +57,24 @@ class Output:
 OUT = Output()
 
 
+class _LineFormatter(logging.Formatter):
+    """`warning: ...` / `error: ...` prefixes, plain info lines, module names at debug."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        if record.levelno <= logging.DEBUG:
+            return f"debug: [{record.name}] {message}"
+        return message
+
+
 def _configure_logging(verbosity: int) -> None:
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     root = logging.getLogger("venvlayers")
     root.handlers.clear()
-    handler = RichHandler(
-        console=OUT.stderr,
-        show_time=False,
-        show_path=verbosity >= 2,
-        markup=False,
-        rich_tracebacks=False,
-    )
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
@@ -172,6 +178,11 @@ class RichReporter(Reporter):
     def note(self, message: str) -> None:
         if not OUT.quiet:
             OUT.stderr.print(message)
+
+
+def print_json(data: object) -> None:
+    """JSON for machines: plain, no colour, stable key order as given."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def say(message: str) -> None:

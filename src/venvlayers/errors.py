@@ -12,6 +12,7 @@ __all__ = [
     "LockError",
     "PublishError",
     "RuntimeSourceError",
+    "SelectionError",
     "SpecError",
     "ToolError",
     "VenvLayersError",
@@ -32,6 +33,10 @@ class SpecError(VenvLayersError, ValueError):
     def __init__(self, problems: str | list[str]) -> None:
         self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class SelectionError(VenvLayersError, ValueError):
+    """An `--include` pattern or layer name selects nothing usable."""
 
 
 class RuntimeSourceError(VenvLayersError, RuntimeError):
