@@ -19,7 +19,13 @@ from packaging.version import InvalidVersion, Version
 
 from ._uvconfig import UvConfig
 from .names import LayerCategory, LayerName
-from .platforms import LinuxTarget, TargetPlatform, parse_linux_target, parse_macosx_target
+from .platforms import (
+    LinuxTarget,
+    TargetPlatform,
+    parse_linux_target,
+    parse_macosx_target,
+    suggest_platform,
+)
 
 if TYPE_CHECKING:
     from .spec import LayerSpec
@@ -346,8 +352,8 @@ class LayerReader:
             try:
                 chosen.append(TargetPlatform(item))
             except ValueError:
-                close = difflib.get_close_matches(item, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f"; choose from {names}"
+                close = suggest_platform(item)
+                hint = f" (did you mean {close!r}?)" if close else f"; choose from {names}"
                 self._error(fields, "platforms", f"unknown platform {item!r}{hint}")
                 return None
         for platform in chosen:
@@ -395,7 +401,9 @@ class LayerReader:
         """Package-to-index pins of the lower layers, checked for conflicts between them."""
         merged: dict[NormalizedName, tuple[str, str]] = {}
         overrides = fields.index_overrides or {}
-        for layer in lower:  # priority order: frameworks (C3), then the runtime
+        # each framework's map already includes what it inherited from the runtime
+        frameworks = [x for x in lower if x.category is LayerCategory.FRAMEWORKS]
+        for layer in frameworks or lower:  # priority order (C3)
             for package, index in layer.package_indexes.items():
                 if package not in merged:
                     merged[package] = (index, layer.build_name)

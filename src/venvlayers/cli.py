@@ -20,7 +20,7 @@ app = _cli_common.app
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with `argv` (default: `sys.argv[1:]`) and return the exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _global_flags_first(list(sys.argv[1:] if argv is None else argv))
     command = typer.main.get_command(app)
     try:
         # standalone mode lets typer render usage errors (exit 2) and --help itself;
@@ -40,6 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _cli_common.OUT.stderr.print("interrupted", markup=False)
         return 130
     return 0
+
+
+_GLOBAL_FLAGS = frozenset({"-v", "-vv", "--verbose", "-q", "--quiet"})
+
+
+def _global_flags_first(args: list[str]) -> list[str]:
+    """Accept -v/-q anywhere before `--` (typer only reads them before the command)."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in _GLOBAL_FLAGS]
+    rest = [a for a in args[:end] if a not in _GLOBAL_FLAGS]
+    return [*flags, *rest, *args[end:]]
 
 
 def run() -> None:

@@ -192,6 +192,28 @@ def parse_macosx_target(text: str) -> tuple[int, int]:
     return (major, minor)
 
 
+def suggest_platform(text: str) -> str | None:
+    """The platform a mistyped name most likely means (`linux_amd64` -> `linux_x86_64`)."""
+    import difflib
+
+    os_part, _, arch = text.lower().replace("-", "_").partition("_")
+    os_part = {"darwin": "macosx", "macos": "macosx", "windows": "win", "win32": "win"}.get(
+        os_part, os_part
+    )
+    spellings = {
+        "linux": {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"},
+        "macosx": {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"},
+        "win": {"x86_64": "amd64", "x64": "amd64", "aarch64": "arm64"},
+    }
+    arch = spellings.get(os_part, {}).get(arch, arch)
+    candidate = f"{os_part}_{arch}"
+    names = [str(p) for p in TargetPlatform.all()]
+    if candidate in names:
+        return candidate
+    close = difflib.get_close_matches(text, names, n=1)
+    return close[0] if close else None
+
+
 def build_platform() -> TargetPlatform:
     """The target platform of the machine we run on."""
     if sys.platform.startswith("linux"):
