@@ -1,0 +1,1 @@
+"""Libraries the tests build their fixtures with (not tests themselves)."""
