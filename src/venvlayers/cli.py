@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
-from . import _cli_common, _cli_show  # noqa: F401  (command modules register on the app)
+from . import _cli_common, _cli_runtime, _cli_show  # noqa: F401  (commands register on the app)
 from .errors import VenvLayersError
 
 app = _cli_common.app
