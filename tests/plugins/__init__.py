@@ -1,0 +1,1 @@
+"""pytest plugins with the fixtures the test suite shares (registered in conftest.py)."""
