@@ -244,7 +244,7 @@ class Wheelhouse:
 
 @dataclass(frozen=True)
 class _Entry:
-    """A file to build: a wheel spec (or, for sdists, the name/version of one)."""
+    """A file to build: a wheel, or (kind "sdist") an sdist of the spec's name and files."""
 
     spec: WheelSpec
     stage: int
@@ -293,8 +293,7 @@ def _pure(
     purpose: str,
     extras: tuple[str, ...] = (),
 ) -> _Entry:
-    unconditional = tuple(r for r in requires if Requirement(r).marker is None)
-    files = _package_files(name, version, unconditional)
+    files = _package_files(name, version, requires)
     spec = WheelSpec(name, version, files=files, requires=requires, extras=extras)
     return _Entry(spec, stage, purpose)
 
