@@ -143,11 +143,13 @@ class WheelSpec:
         for scheme in self.data:
             if scheme not in DATA_SCHEMES:
                 problems.append(f"unknown data scheme {scheme!r} (one of {sorted(DATA_SCHEMES)})")
+        # The writer's own directories are only named once name and version are valid.
+        owned = () if problems else (self.dist_info_dir(), self.data_dir())
         for path in self._all_member_paths_unchecked():
             problem = _path_problem(path)
             if problem:
                 problems.append(problem)
-            elif PurePosixPath(path).parts[0] in (self.dist_info_dir(), self.data_dir()):
+            elif PurePosixPath(path).parts[0] in owned:
                 problems.append(f"{path!r} is inside a directory the wheel writer owns")
         for group, entries in self.entry_points.items():
             for script, target in entries.items():
