@@ -159,7 +159,8 @@ def download_file(
         status = "failed"
         try:
             with dest.open("xb") as f:
-                while chunk := response.read(_CHUNK):
+                # read1: whatever has arrived, so progress and byte counts stay live
+                while chunk := response.read1(_CHUNK):
                     f.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
