@@ -44,9 +44,16 @@ class Output:
     """Where and how much to print, set by the global options."""
 
     verbosity: int = 0  # -1 quiet, 0 normal, 1 -v, 2 -vv
-    stdout: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    # piped output gets wide lines rather than tables wrapped at 80 columns
+    stdout: Console = field(
+        default_factory=lambda: Console(
+            highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
+        )
+    )
     stderr: Console = field(
-        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+        default_factory=lambda: Console(
+            stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200
+        )
     )
 
     @property

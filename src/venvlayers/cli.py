@@ -12,7 +12,12 @@ from collections.abc import Sequence
 
 import typer
 
-from . import _cli_common, _cli_runtime, _cli_show  # noqa: F401  (commands register on the app)
+from . import (  # noqa: F401  (command modules register on the app)
+    _cli_common,
+    _cli_lock,
+    _cli_runtime,
+    _cli_show,
+)
 from .errors import VenvLayersError
 
 app = _cli_common.app

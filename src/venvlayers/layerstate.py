@@ -1,26 +1,21 @@
-"""What is known about each layer on disk: is its lock valid, what is its deployed name.
-
-A thin seam between the read-only views (`show`) and the locking stage, which owns
-the real validity rules.
-"""
+"""What is known about each layer on disk, for read-only views such as `show`."""
 
 from __future__ import annotations
 
-from .lockfiles import LockPaths, read_metadata
+from .lockstate import evaluate_locks
 from .names import DeployName
 from .spec import LayerSpec, StackSpec
 from .status import LockInfo
 
 
 def lock_info_for(stack: StackSpec) -> LockInfo:
+    """(has a valid lock, deployed name) per layer, computed once for the whole stack."""
+    states = evaluate_locks(stack)
+
     def info(layer: LayerSpec) -> tuple[bool, DeployName | None]:
-        paths = LockPaths.of(stack.requirements_dir, layer.build_name)
-        meta = read_metadata(paths) if paths.pylock.exists() else None
-        valid = meta is not None
-        if not layer.versioned:
-            return valid, DeployName(layer.build_name)
-        if meta is None or not isinstance(meta.get("lock_version"), int):
-            return valid, None
-        return valid, DeployName(f"{layer.build_name}@{meta['lock_version']}")
+        state = states.get(layer.build_name)
+        if state is None:
+            return False, None if layer.versioned else DeployName(layer.build_name)
+        return state.valid, state.deploy_name
 
     return info
