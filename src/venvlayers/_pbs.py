@@ -20,7 +20,7 @@ from ._progress import NULL_REPORTER, Reporter
 from .errors import RuntimeSourceError
 from .platforms import TargetPlatform
 
-__all__ = ["PbsRelease", "download_file", "find_release", "is_url"]
+__all__ = ["PbsRelease", "download_file", "find_release", "is_url", "url_filename"]
 
 DEFAULT_TIMEOUT = 60.0
 TIMEOUT_ENV = "VENVLAYERS_DOWNLOAD_TIMEOUT"
@@ -81,7 +81,7 @@ def find_release(implementation: str, version: str, platform: TargetPlatform) ->
             "is listed in pbs-installer's table; upgrade pbs-installer, name a python_archive "
             "with its sha256, or run `venvlayers runtime import PREFIX` on a local install"
         ) from None
-    filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rpartition("/")[2])
+    filename = url_filename(url)
     # without install_only pbs-installer falls back to a "full" build whose layout
     # (python/install/...) is not the one a runtime layer is made from
     if implementation == "cpython" and "install_only" not in filename:
@@ -91,6 +91,14 @@ def find_release(implementation: str, version: str, platform: TargetPlatform) ->
             "python_archive with its sha256"
         )
     return PbsRelease(implementation, full, platform, url, filename, sha256)
+
+
+def url_filename(url: str, default: str = "runtime-archive") -> str:
+    """The file name a URL ends in, safe to create in a directory of ours."""
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rpartition("/")[2])
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        return default
+    return name
 
 
 def is_url(text: str) -> bool:

@@ -47,16 +47,10 @@ from typing import Any
 
 from . import _proc
 from ._progress import NULL_REPORTER, Reporter
+from ._runtime_cache import RuntimeArchive, commit_entry, staging_dir
 from .errors import RuntimeSourceError
 from .platforms import TargetPlatform, build_platform
-from .runtimes import (
-    RuntimeArchive,
-    commit_entry,
-    parse_runtime_name,
-    runtime_python,
-    staging_dir,
-    unpack_runtime,
-)
+from .runtimes import parse_runtime_name, runtime_python, unpack_runtime
 
 __all__ = ["import_prefix"]
 

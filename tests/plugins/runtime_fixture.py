@@ -41,7 +41,7 @@ from venvlayers.runtimes import (
 
 _CACHE_PREFIX = "venvlayers-runtime-"
 # the code whose behaviour shapes the archive: a change to it makes a new one
-_IMPORT_CODE = ("runtime_import.py", "runtimes.py")
+_IMPORT_CODE = ("runtime_import.py", "runtimes.py", "_runtime_cache.py")
 
 
 @dataclass(frozen=True)
