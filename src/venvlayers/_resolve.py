@@ -248,6 +248,7 @@ def _postprocess(
         if not platforms:
             continue  # only needed on platforms this layer does not target
         marker = None if len(platforms) == len(layer.platforms) else package.marker
+        had_wheels = bool(package.wheels)
         wheels = tuple(
             _relative_wheel(w, request)
             for w in package.wheels
@@ -258,7 +259,7 @@ def _postprocess(
             # kept complete (wheels and all) but never installed by this layer
             result.append(with_shared(package))
             continue
-        if package.name in source_only or (not package.wheels and not wheels):
+        if package.name in source_only or not had_wheels:
             raise LockError(
                 f"{layer.build_name}: {package.name} {package.version} has no wheel, only "
                 "sources; venvlayers installs wheels only (build one and pass --local-wheels, "

@@ -179,11 +179,15 @@ def layer_state(
 
 
 def evaluate_locks(stack: StackSpec) -> dict[BuildName, LockState]:
-    """The lock state of every enabled layer, lower layers first."""
+    """The lock state of every enabled layer, lower layers first.
+
+    An upper layer is judged against the lower layers' lock files as they are: it
+    stays valid while a lower layer awaits a relock that may not change its pins.
+    """
     states: dict[BuildName, LockState] = {}
     hashes: dict[BuildName, str | None] = {}
     for layer in stack.layers():
         state = layer_state(stack, layer, hashes)
         states[layer.build_name] = state
-        hashes[layer.build_name] = state.file_hash if state.valid else None
+        hashes[layer.build_name] = state.file_hash if state.metadata is not None else None
     return states
