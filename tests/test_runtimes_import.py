@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from tests.plugins.runtime_fixture import RuntimeCache, interpreter_prefix
-from venvlayers import _pbs, _proc
+from venvlayers import _pbs, _proc, runtime_import
 from venvlayers.cli import main
 from venvlayers.errors import RuntimeSourceError
 from venvlayers.platforms import build_platform
@@ -251,3 +251,25 @@ def test_cli_import_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot import {tmp_path / 'nothing'} as a runtime")
     assert err.count("\n") == 1
+
+
+def test_verification_catches_a_copy_that_still_uses_the_old_prefix(
+    runtime_archive: RuntimeArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If RUNPATH rewriting were skipped, the LD_DEBUG check must refuse the result."""
+    prefix = tmp_path / "prefix"
+    unpack_runtime(runtime_archive, prefix)
+    binary = prefix / "bin" / f"python{MAJOR_MINOR}"
+    subprocess.run(
+        [str(_find_patchelf()), "--set-rpath", str(prefix / "lib"), str(binary)], check=True
+    )
+    monkeypatch.setattr(runtime_import, "_rewrite_entry", lambda install, rel, entry: entry)
+    with pytest.raises(RuntimeSourceError, match="still loads from the old location"):
+        import_runtime(prefix)
+    assert _cache_is_clean()
+
+
+def test_other_systems_are_refused_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime_import.sys, "platform", "darwin")
+    with pytest.raises(RuntimeSourceError, match="only supported on Linux so far"):
+        import_runtime(tmp_path)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ._cli_common import OUT, JsonOpt, RichReporter, app, print_json, say
 from .errors import RuntimeSourceError
-from .platforms import TargetPlatform, build_platform
+from .platforms import TargetPlatform, build_platform, suggest_platform
 from .runtimes import (
     CachedRuntime,
     RuntimeArchive,
@@ -59,9 +59,18 @@ def fetch(
     """Put a runtime into the cache: from the cache, $VENVLAYERS_RUNTIME_MIRROR or a download."""
     try:
         implementation, version = parse_runtime_name(name)
-        target = TargetPlatform(platform) if platform else build_platform()
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(str(exc), param_hint="NAME") from None
+    try:
+        target = TargetPlatform(platform) if platform else build_platform()
+    except ValueError:
+        guess = suggest_platform(platform or "")
+        hint = f"did you mean {guess}? " if guess else ""
+        choices = ", ".join(TargetPlatform.all())
+        raise typer.BadParameter(
+            f"unknown platform {platform!r}; {hint}choose one of {choices}",
+            param_hint="--platform",
+        ) from None
     with RichReporter(bytes_mode=True, transient=True) as reporter:
         runtime = obtain_runtime(implementation, version, target, reporter=reporter)
     if json_output:
