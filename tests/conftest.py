@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.plugins.wheelhouse"]
+pytest_plugins = ["tests.plugins.wheelhouse", "tests.plugins.runtime_fixture"]
 
 # Variables from the developer's shell that would change what uv or pip resolve.
 _LEAKY_PREFIXES = ("PIP_", "UV_", "PYTHON", "VIRTUAL_ENV", "CONDA_")
