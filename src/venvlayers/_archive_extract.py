@@ -99,6 +99,7 @@ class _Tree:
 
     def __init__(self, dest: Path, expected_root: str | None) -> None:
         self.dest = dest
+        self._base = os.fspath(dest) + os.sep  # str paths: Path objects cost per file
         self.expected_root = expected_root
         self.top: str | None = None
         # name -> "dir" (explicit), "implicit" (only a parent), "file", "symlink"
@@ -146,11 +147,13 @@ class _Tree:
     # -- making things ------------------------------------------------------------------
 
     def _make_parents(self, parts: list[str]) -> None:
+        if "/".join(parts[:-1]) in self._made:
+            return
         for depth in range(1, len(parts)):
             rel = "/".join(parts[:depth])
             if rel in self._made:
                 continue
-            path = self.dest / rel
+            path = self._base + rel
             try:
                 os.mkdir(path, DIR_MODE)
             except FileExistsError:
@@ -173,7 +176,7 @@ class _Tree:
         parts = self._claim(name, "file")
         self._make_parents(parts)
         digest = hashlib.sha256()
-        path = self.dest / name
+        path = self._base + name
         fd = os.open(path, _OPEN_FLAGS, 0o600)
         with os.fdopen(fd, "wb") as out:
             remaining = size
@@ -196,7 +199,7 @@ class _Tree:
         if first is None:
             raise _Refused(name, f"hard link to {target!r}, which is not an earlier regular file")
         self._make_parents(parts)
-        os.link(self.dest / target, self.dest / name, follow_symlinks=False)
+        os.link(self._base + target, self._base + name, follow_symlinks=False)
         entry = ManifestEntry(self._inner(parts), "file", first.size, first.sha256, first.mode)
         self._files[name] = entry
         self.manifest.append(entry)
@@ -219,12 +222,12 @@ class _Tree:
         for inner, target in sorted(self._symlinks.items()):
             parts = [self.top, *inner.split("/")]
             self._make_parents(parts)
-            os.symlink(target, self.dest / self.top / inner)
+            os.symlink(target, f"{self._base}{self.top}/{inner}")
             self.manifest.append(ManifestEntry(inner, "symlink", target=target))
         self._make_parents([self.top, ""])
         for name, mtime in sorted(self._dir_times, reverse=True):
-            os.chmod(self.dest / name, DIR_MODE)
-            os.utime(self.dest / name, (mtime, mtime), follow_symlinks=False)
+            os.chmod(self._base + name, DIR_MODE)
+            os.utime(self._base + name, (mtime, mtime), follow_symlinks=False)
         self.manifest.sort(key=lambda entry: entry.path)
         return ExtractedLayer(self.dest / self.top, self.top, tuple(self.manifest))
 
@@ -235,7 +238,7 @@ class _Tree:
                 remove_tree(self.dest / self.top)
 
 
-def _set_mode_and_time(fd: int, path: Path, mode: int, mtime: int) -> None:
+def _set_mode_and_time(fd: int, path: str, mode: int, mtime: int) -> None:
     if os.chmod in os.supports_fd:
         os.chmod(fd, mode)
     else:

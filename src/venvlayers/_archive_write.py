@@ -205,15 +205,21 @@ def write_tar(
     progress: Callable[[int], None],
 ) -> None:
     """Write the uncompressed tar stream of `entries` to `write`."""
+    offset = 0
     for entry in entries:
-        write(tar_header(entry, root_name))
+        header = tar_header(entry, root_name)
+        write(header)
+        offset += len(header)
         if entry.kind != "file":
             continue
         _read_file(source_dir / entry.rel, entry.size, write, progress)
-        if entry.size % _BLOCK:
-            write(bytes(_BLOCK - entry.size % _BLOCK))
-    # End-of-archive marker, padded to a whole record as tar(1) does.
-    write(bytes(tarfile.RECORDSIZE))
+        padding = -entry.size % _BLOCK
+        if padding:
+            write(bytes(padding))
+        offset += entry.size + padding
+    # The end-of-archive marker (two zero blocks), padded to whole records like tar(1).
+    end = offset + 2 * _BLOCK
+    write(bytes(2 * _BLOCK + -end % tarfile.RECORDSIZE))
 
 
 # -- zip -------------------------------------------------------------------------------
