@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import errno
+import gzip
 import hashlib
 import lzma
 import os
@@ -58,6 +59,7 @@ _OPEN_FLAGS = (
 )
 # What a damaged compressed stream or archive raises from the standard library and zstandard.
 _CORRUPT = (
+    gzip.BadGzipFile,  # an OSError, so it must be caught before those
     tarfile.TarError,
     zipfile.BadZipFile,
     EOFError,
@@ -261,22 +263,29 @@ def _extract_tar(reader: ForwardReader, tree: _Tree, dest: Path) -> None:
         raise _Corrupt("it contains no members")
     while member is not None:
         _extract_tar_member(member, reader, tree, dest)
-        member = _next_member(tf)
+        member = _next_member(tf, reader)
     _check_end_of_archive(reader, tf.offset)
 
 
-def _next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
+def _next_member(tf: tarfile.TarFile, reader: ForwardReader) -> tarfile.TarInfo | None:
     """The next header, or None at the end marker.
 
     `TarFile.next()` also returns None on a damaged or cut-off header, which would make
     a truncated archive look complete; reading headers directly lets that be an error.
     """
-    assert tf.fileobj is not None
-    tf.fileobj.seek(tf.offset)
+    reader.seek(tf.offset)
+    block = reader.read(tarfile.BLOCKSIZE)
+    reader.seek(tf.offset)
+    if len(block) < tarfile.BLOCKSIZE:
+        raise _Corrupt(
+            "the end-of-archive marker is missing"
+            if not block
+            else f"it ends inside the header at offset {tf.offset}"
+        )
+    if block.count(0) == len(block):
+        return None
     try:
         return tf.tarinfo.fromtarfile(tf)
-    except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # a zero block: the end
-        return None
     except tarfile.HeaderError as exc:
         raise _Corrupt(f"{exc} at offset {tf.offset}") from None
 
@@ -298,6 +307,10 @@ def _extract_tar_member(
     member: tarfile.TarInfo, reader: ForwardReader, tree: _Tree, dest: Path
 ) -> None:
     name = member.name
+    try:
+        member_parts(name)  # our reasons first: they say more than the filter's
+    except ValueError as exc:
+        raise _Refused(name, str(exc)) from None
     if member.type in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
         raise _Refused(name, "a device file or fifo")
     if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
