@@ -237,6 +237,7 @@ def _resolve_links(source: Path, root: Path, listed: Sequence[str]) -> list[Modu
     """
     by_rel = set(listed)
     found: list[ModuleFile] = []
+    real_dirs: dict[Path, Path] = {}
 
     def add(rel: str, dest: str, expanding: tuple[str, ...]) -> None:
         path = root / rel
@@ -246,7 +247,14 @@ def _resolve_links(source: Path, root: Path, listed: Sequence[str]) -> list[Modu
                 return
             if not path.is_file():
                 raise BuildError(f"{shown}: not a regular file")
-            found.append(ModuleFile(dest, shown, path, _is_exec(path)))
+            # git lists tracked files from its index, even below a directory that has
+            # since been replaced by a symlink; never follow one out of the package.
+            if path.parent not in real_dirs:
+                real_dirs[path.parent] = Path(os.path.realpath(path.parent))
+            content = real_dirs[path.parent] / path.name
+            if not content.is_relative_to(root):
+                raise BuildError(f"{shown}: reached through a symlink leading outside the package")
+            found.append(ModuleFile(dest, shown, content, _is_exec(content)))
             return
         target = Path(os.path.realpath(path))
         if not target.is_relative_to(root):
