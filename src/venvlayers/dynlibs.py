@@ -363,7 +363,7 @@ def link_lower_libraries(
     uppers = list(_scan_upper(layer_dir, site_dir_rel, notes))
     wanted = {name for upper in uppers for name in upper.wanted}
     offers: dict[str, list[_Provided]] = {}
-    for priority, low in enumerate(lower):
+    for priority, low in enumerate(lower if wanted else ()):
         for provided in _provided(low, priority, wanted):
             offers.setdefault(provided.path.name, []).append(provided)
 
