@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers import _gitignore, appmodules
+from venvlayers import _gitignore
 from venvlayers._gitignore import IgnoreRules, parse_line
 from venvlayers.appmodules import copy_modules, module_files, modules_hash, scan_module
 from venvlayers.errors import BuildError
@@ -410,7 +410,7 @@ def test_interrupted_copy_leaves_no_file_under_its_final_name(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(appmodules.shutil, "copyfileobj", interrupted)
+    monkeypatch.setattr(shutil, "copyfileobj", interrupted)
     site = tmp_path / "site"
     with pytest.raises(KeyboardInterrupt):
         copy_modules([tmp_path / "app.py"], site)
