@@ -197,6 +197,8 @@ def test_reads_an_extension_module(stack: Stack, foolib: Path) -> None:
 
 def _system_files() -> list[Path]:
     """/bin/ls, and the libc this very process has mapped."""
+    if not sys.platform.startswith("linux"):
+        return []  # evaluated at collection time, even where the module is skipped
     found = [Path(shutil.which("ls") or "/bin/ls")]
     with open("/proc/self/maps", encoding="utf-8") as maps:
         for line in maps:

@@ -43,9 +43,10 @@ RUNPATH or RPATH: a file without either tag gets DT_RUNPATH (it applies only to 
 file's own dependencies and lets LD_LIBRARY_PATH override it for debugging). A file
 that already has DT_RUNPATH keeps it. A file that only has DT_RPATH keeps DT_RPATH
 (`patchelf --force-rpath`): its author chose the older semantics, under which the
-entries also serve the libraries it loads (auditwheel relies on this for grafted
-libraries), and converting would silently change how those are found. Our entries
-work the same under either tag, as both are searched for the file's own DT_NEEDED.
+entries also serve the libraries it loads (packaging tools such as conda-build set
+DT_RPATH on purpose for that), and converting would silently change how those are
+found, and let LD_LIBRARY_PATH take precedence. Our entries work the same under either
+tag, since both are searched for the file's own DT_NEEDED.
 
 Files are never modified in place: build environments are hard links into uv's cache,
 so each file is copied to a temporary sibling, patched there, and renamed over the
