@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import typer
 
 from . import (  # noqa: F401  (command modules register on the app)
+    _cli_build,
     _cli_common,
     _cli_lock,
     _cli_runtime,

@@ -13,19 +13,19 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ._hashing import hash_strings, hash_tree
+from ._hashing import hash_strings
 from ._pylock import LockedPackage, read_pylock
 from ._uvconfig import parse_timestamp
+from .appmodules import modules_hash
 from .errors import LockError
 from .lockfiles import LockPaths, read_metadata
 from .names import BuildName, DeployName
 from .spec import ApplicationSpec, LayerSpec, StackSpec
 
 __all__ = ["LockInputs", "LockState", "evaluate_locks", "lock_inputs", "requirements_hash"]
-
-_MODULE_EXCLUDES = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache"})
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,10 @@ def exclude_newer(stack: StackSpec) -> str | None:
     return parsed.isoformat()
 
 
-def _module_hashes(app: ApplicationSpec) -> list[str]:
-    paths = [app.launch_module, *app.support_modules]
-    return [f"module:{p.name}:{hash_tree(p, exclude_names=_MODULE_EXCLUDES)}" for p in paths]
+def _module_hashes(app: ApplicationSpec, spec_dir: Path) -> list[str]:
+    """The app's launch and support modules, as the build would copy them."""
+    sources = [app.launch_module, *app.support_modules]
+    return [f"modules:{modules_hash(sources, boundary=spec_dir)}"]
 
 
 def lock_inputs(
@@ -88,7 +89,7 @@ def lock_inputs(
     ]
     version = [f"build_name:{layer.build_name}", f"versioned:{layer.versioned}"]
     if isinstance(layer, ApplicationSpec):
-        version.extend(_module_hashes(layer))
+        version.extend(_module_hashes(layer, stack.spec_dir))
     return LockInputs(
         lock_input_hash=hash_strings(sorted(str(r) for r in layer.requirements)),
         other_inputs_hash=hash_strings(other),
