@@ -213,18 +213,18 @@ def _provided(
 ) -> Iterator[_Provided]:
     site = lower.layer_dir / lower.site_dir_rel
     real_layer = os.path.realpath(lower.layer_dir)
-    for path in _walk_files(site, follow_file_links=True):
+    for entry, site_rel in _walk_files(str(site), "", follow_file_links=True):
         if names is not None:
-            if path.name not in names:
+            if entry.name not in names:
                 continue
-        elif not _looks_like_library(path.name):
+        elif not _looks_like_library(entry.name):
             continue
-        site_rel = path.relative_to(site).as_posix()
         if lower.excludes(site_rel):
             continue
         # a link out of the layer would not travel with it
-        if not _is_inside(os.path.realpath(path), real_layer):
+        if not _is_inside(os.path.realpath(entry.path), real_layer):
             continue
+        path = Path(entry.path)
         info = _read_elf_quietly(path)
         if info is None or info.elf_type != ET_DYN or not info.has_dynamic:
             continue
@@ -260,17 +260,19 @@ class _UpperFile:
 
 def _scan_upper(layer_dir: Path, site_dir_rel: str, notes: list[str]) -> Iterator[_UpperFile]:
     real_layer = os.path.realpath(layer_dir)
-    for path in _walk_files(layer_dir / site_dir_rel, follow_file_links=False):
-        if path.name.endswith(_PATCH_SUFFIX):
+    site = str(layer_dir / site_dir_rel)
+    for entry, site_rel in _walk_files(site, "", follow_file_links=False):
+        if entry.name.endswith(_PATCH_SUFFIX):
             # left by an interrupted run of ours; the original is intact
             with contextlib.suppress(OSError):
-                path.unlink()
+                os.unlink(entry.path)
             continue
-        if not _looks_like_library(path.name) and not _is_executable(path):
+        if not _looks_like_library(entry.name) and not _is_executable(entry):
             # extension modules and libraries are *.so*, programs have an x bit;
             # not opening every .py file keeps big layers cheap
             continue
-        rel = path.relative_to(layer_dir).as_posix()
+        path = Path(entry.path)
+        rel = posixpath.join(site_dir_rel, site_rel)
         try:
             info = read_elf(path)
         except ELFError as exc:
@@ -281,7 +283,7 @@ def _scan_upper(layer_dir: Path, site_dir_rel: str, notes: list[str]) -> Iterato
             continue
         if info is None or not info.has_dynamic:
             continue
-        origin = str(path.parent)
+        origin = os.path.dirname(entry.path)
         rel_dir = posixpath.dirname(rel)
         kept = tuple(e for e in info.search_path if not _leaves_layer(e, rel_dir))
         wanted: list[str] = []
@@ -655,23 +657,31 @@ def _find_patchelf() -> Path:
 # ------------------------------------------------------------------------ helpers
 
 
-def _walk_files(top: Path, *, follow_file_links: bool) -> Iterator[Path]:
-    """Files below `top` in a stable order (directory links are not followed)."""
+def _walk_files(
+    top: str, rel: str, *, follow_file_links: bool
+) -> Iterator[tuple[os.DirEntry[str], str]]:
+    """Files below `top` with their POSIX paths relative to it, in a stable order.
+
+    Directory links are not followed. Strings and scandir entries rather than Path
+    objects: on a layer of tens of thousands of files the difference is measurable.
+    """
     try:
-        entries = sorted(os.scandir(top), key=lambda e: e.name)
+        with os.scandir(top) as it:
+            entries = sorted(it, key=lambda e: e.name)
     except OSError:
         return
     for entry in entries:
+        entry_rel = f"{rel}/{entry.name}" if rel else entry.name
         if entry.is_dir(follow_symlinks=False):
             if entry.name != "__pycache__":
-                yield from _walk_files(Path(entry.path), follow_file_links=follow_file_links)
+                yield from _walk_files(entry.path, entry_rel, follow_file_links=follow_file_links)
         elif entry.is_file(follow_symlinks=follow_file_links):
-            yield Path(entry.path)
+            yield entry, entry_rel
 
 
-def _is_executable(path: Path) -> bool:
+def _is_executable(entry: os.DirEntry[str]) -> bool:
     try:
-        return bool(path.stat().st_mode & 0o111)
+        return bool(entry.stat(follow_symlinks=False).st_mode & 0o111)
     except OSError:
         return False
 
