@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ._cli_common import OUT, JsonOpt, RichReporter, app, print_json, say
+from ._fs import human_size
 from .errors import RuntimeSourceError
 from .platforms import TargetPlatform, build_platform, suggest_platform
 from .runtimes import (
@@ -31,19 +32,10 @@ runtime_app = typer.Typer(
 app.add_typer(runtime_app, name="runtime")
 
 
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
 def _describe(runtime: RuntimeArchive) -> str:
     return (
         f"{runtime.name} ({runtime.platform}, {runtime.source}) sha256 {runtime.sha256} "
-        f"{_size(runtime.size)}\n  {runtime.path}"
+        f"{human_size(runtime.size)}\n  {runtime.path}"
     )
 
 
@@ -123,7 +115,7 @@ def list_(json_output: JsonOpt = False) -> None:
             str(r.platform),
             r.source,
             r.sha256[:12],
-            _size(r.size),
+            human_size(r.size),
             r.origin,
         )
     OUT.stdout.print(table)
@@ -180,5 +172,5 @@ def prune(
         say(f"{verb} leftover {path}")
     say(
         f"{verb} {len(result.removed)} runtime(s) and {len(result.leftovers)} leftover(s), "
-        f"{_size(result.freed_bytes)}; kept {len(result.kept)}"
+        f"{human_size(result.freed_bytes)}; kept {len(result.kept)}"
     )

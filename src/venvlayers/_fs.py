@@ -28,6 +28,8 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would make published files unreadable
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -108,3 +110,13 @@ def dir_size(path: Path) -> int:
             seen.add(key)
             total += st.st_size
     return total
+
+
+def human_size(n: int) -> str:
+    """`123 B`, `4.5 KiB`, `6.7 MiB`, `1.2 GiB`."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

@@ -460,8 +460,7 @@ def _link_libraries(plan: LayerPlan) -> list[str]:
             site_dir_rel=low.layout.site_dir,
             exclude=tuple(low.layer.dynlib_exclude),
         )
-        for low in plan.lower
-        if not low.layout.is_runtime
+        for low in plan.lower  # packages in the runtime layer may ship libraries too
     ]
     report = dynlibs.link_lower_libraries(
         plan.path,

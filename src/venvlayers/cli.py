@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (command modules register on the app)
     _cli_build,
     _cli_common,
     _cli_lock,
+    _cli_publish,
     _cli_runtime,
     _cli_show,
 )

@@ -52,7 +52,8 @@ class Built:
         lock_stack(self.stack, LockOptions(local_wheels=(self.wheels,), use_index=False, **options))
 
     def build(self, **options: Any) -> list[Any]:
-        opts = BuildOptions(build_dir=self.build_dir, local_wheels=(self.wheels,), **options)
+        options.setdefault("build_dir", self.build_dir)
+        opts = BuildOptions(local_wheels=(self.wheels,), **options)
         return build_stack(self.stack, opts)
 
 
