@@ -12,6 +12,7 @@ from ._cli_common import (
     DEFAULT_SPEC,
     OUT,
     AllowMissingOpt,
+    BuildDirOpt,
     IncludeOpt,
     JsonOpt,
     RichReporter,
@@ -20,18 +21,16 @@ from ._cli_common import (
     print_json,
 )
 from ._cli_lock import IndexOpt, LocalWheelsOpt, render_lock_results
+from ._cli_publish import render_outputs
 from ._cli_show import render_tree
+from .archives import DEFAULT_FORMAT, ArchiveFormat
 from .building import BuildOptions, LayerBuildResult, build_stack
 from .graph import select_layers
 from .layerstate import lock_info_for
 from .locking import LockOptions, lock_stack
+from .publishing import PublishOptions, publish_stack
 from .spec import LayerSpec, StackSpec
 from .status import stack_status, status_tree_lines
-
-BuildDirOpt = Annotated[
-    Path | None,
-    typer.Option("--build-dir", help="Where layers are built [default: _build beside the spec]."),
-]
 
 
 @app.command()
@@ -54,6 +53,28 @@ def build(
     ] = False,
     local_wheels: LocalWheelsOpt = None,
     index: IndexOpt = True,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Publish the built layers too (see `publish`).")
+    ] = False,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", "-o", help="With --publish: where to write.", metavar="DIR"),
+    ] = None,
+    publish_dependencies: Annotated[
+        bool, typer.Option("--publish-dependencies", help="With --publish/--include: layers below.")
+    ] = False,
+    publish_derived: Annotated[
+        bool, typer.Option("--publish-derived", help="With --publish/--include: layers above.")
+    ] = False,
+    fmt: Annotated[
+        ArchiveFormat, typer.Option("--format", help="With --publish: archive format.")
+    ] = DEFAULT_FORMAT,
+    tag_outputs: Annotated[
+        bool, typer.Option("--tag-outputs", help="With --publish: tag archive names.")
+    ] = False,
+    compile_bytecode: Annotated[
+        bool, typer.Option("--compile-bytecode", help="With --publish: ship .pyc files.")
+    ] = False,
     show: Annotated[bool, typer.Option("--show", help="Show the selected layers first.")] = False,
     show_only: Annotated[
         bool, typer.Option("--show-only", help="Only show what would be done.")
@@ -100,10 +121,34 @@ def build(
             ),
             reporter,
         )
+        published = []
+        if publish:
+            published = publish_stack(
+                stack,
+                PublishOptions(
+                    build_dir=_resolve(stack, build_dir),
+                    output_dir=None if output_dir is None else output_dir.absolute(),
+                    include=patterns,
+                    allow_missing=allow_missing,
+                    publish_dependencies=publish_dependencies,
+                    publish_derived=publish_derived,
+                    fmt=fmt,
+                    tag_outputs=tag_outputs,
+                    compile_bytecode=compile_bytecode,
+                ),
+                reporter,
+            )
     if json_output:
-        print_json([_as_json(r) for r in results])
+        data: dict[str, object] = {"built": [_as_json(r) for r in results]}
+        if publish:
+            data["published"] = [
+                {"layer": o.build_name, "action": o.action, "path": str(o.path)} for o in published
+            ]
+        print_json(data)
         return
     render_build_results(results)
+    if publish:
+        render_outputs(published, False)
 
 
 def _resolve(stack: StackSpec, build_dir: Path | None) -> Path | None:

@@ -29,6 +29,28 @@ from rich.progress import (
 from . import __version__
 from ._progress import Reporter
 
+
+def _quiet_flag_types() -> None:
+    """Show no `<bool>` type after flags in --help (typer >= 0.2x labels every option)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - older typer has no such labels
+        return
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None:  # pragma: no cover
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) or getattr(self, "count", False):
+            return None
+        result: str | None = original(self, ctx)
+        return result
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_quiet_flag_types()
+
 app = typer.Typer(
     name="venvlayers",
     help="Package Python applications as layered virtual environment stacks.",
@@ -121,6 +143,7 @@ SpecArg = Annotated[
         help="The stack spec file.",
         show_default=True,
         dir_okay=False,
+        metavar="SPEC",
     ),
 ]
 DEFAULT_SPEC = Path("venvstacks.toml")
@@ -128,6 +151,7 @@ IncludeOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--include",
+        metavar="PATTERN",
         help="Only layers whose build name matches this fnmatch pattern (repeatable).",
     ),
 ]
@@ -137,8 +161,12 @@ AllowMissingOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 BuildDirOpt = Annotated[
-    Path,
-    typer.Option("--build-dir", help="Where layer environments are built (relative to the spec)."),
+    Path | None,
+    typer.Option(
+        "--build-dir",
+        metavar="DIR",
+        help="Where layers are built (default: _build beside the spec).",
+    ),
 ]
 
 

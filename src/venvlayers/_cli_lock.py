@@ -26,6 +26,7 @@ LocalWheelsOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--local-wheels",
+        metavar="DIR",
         help="A directory of wheels to use as find-links (repeatable).",
         file_okay=False,
     ),

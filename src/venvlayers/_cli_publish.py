@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._cli_build import BuildDirOpt
 from ._cli_common import (
     DEFAULT_SPEC,
     OUT,
     AllowMissingOpt,
+    BuildDirOpt,
     IncludeOpt,
     JsonOpt,
     RichReporter,
@@ -30,7 +30,8 @@ OutputDirOpt = Annotated[
     typer.Option(
         "--output-dir",
         "-o",
-        help="Output directory [default: _artifacts or _export beside the spec].",
+        metavar="DIR",
+        help="Output directory (default: _artifacts or _export beside the spec).",
     ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only print what would be written.")]
@@ -40,7 +41,8 @@ FormatOpt = Annotated[
     typer.Option("--format", help="Archive format (tar.zst is fastest; tar.xz as venvstacks)."),
 ]
 LevelOpt = Annotated[
-    int | None, typer.Option("--level", help="Compression level [default: per format].")
+    int | None,
+    typer.Option("--level", metavar="N", help="Compression level (default: per format)."),
 ]
 TagOpt = Annotated[
     bool,

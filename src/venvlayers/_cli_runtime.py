@@ -132,7 +132,9 @@ def prune(
     ] = False,
     keep: Annotated[
         list[str] | None,
-        typer.Option("--keep", help="A sha256 or name (cpython@3.11.7) to keep (repeatable)."),
+        typer.Option(
+            "--keep", metavar="SHA|NAME", help="A sha256 or name (cpython@3.11.7) to keep."
+        ),
     ] = None,
     everything: Annotated[
         bool, typer.Option("--all", help="Remove every runtime not named by --keep.")
