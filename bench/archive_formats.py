@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", help="directory to archive (default: build a venv)")
-    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "venvlayers-bench-archives"))
+    parser.add_argument(
+        "--workdir", default=os.path.join(tempfile.gettempdir(), "venvlayers-bench-archives")
+    )
     parser.add_argument(
         "--case",
         dest="cases",

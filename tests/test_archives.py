@@ -542,3 +542,43 @@ def test_byte_stream_of_a_fixed_tree_is_stable(tmp_path: Path) -> None:
     digest = hashlib.sha256(stream.getvalue()).hexdigest()
     assert len(stream.getvalue()) == 10240
     assert digest == "f5611ddd77298185838024058c0b15cedd5e9b0438473bf0e4ef82508e64db64"
+
+
+# -- ZIP64 ------------------------------------------------------------------------------
+
+
+def test_zip64_members(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend the 16 KiB data file is past the 4 GiB limit: it gets ZIP64 sizes.
+    monkeypatch.setattr(_archive_write, "_ZIP64_MEMBER", 10_000)
+    info = publish(tree, tmp_path, ArchiveFormat.ZIP)
+    with zipfile.ZipFile(info.path) as zf:
+        assert zf.testzip() is None
+        assert zf.getinfo("layer/lib/pkg/data.bin").extra[:2] == b"\x01\x00"
+    if shutil.which("unzip"):
+        subprocess.run(["unzip", "-tq", str(info.path)], check=True, capture_output=True)
+    dest = tmp_path / "deploy"
+    dest.mkdir()
+    assert_same_tree(extract_archive(info.path, dest).path, tree)
+
+
+def test_zip64_end_records_for_many_entries(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from venvlayers._archive_codecs import OrderedOutput
+
+    count = 0x10000 + 5  # more than the classic end record can count
+    entries = [_archive_write.SourceEntry("", "dir", 0o755, CLAMP)] + [
+        _archive_write.SourceEntry(f"d{i:05d}", "dir", 0o755, CLAMP) for i in range(count)
+    ]
+    sink = io.BytesIO()
+    with ThreadPoolExecutor(1) as pool:
+        out = OrderedOutput(sink.write, max_pending=2)
+        writer = _archive_write.ZipStreamWriter(out, pool=pool, level=1, piece_size=1 << 20)
+        for entry in entries:
+            writer.add(entry, tmp_path, "many", lambda n: None)
+        writer.finish()
+        out.flush()
+    with zipfile.ZipFile(io.BytesIO(sink.getvalue())) as zf:
+        names = zf.namelist()
+    assert len(names) == count + 1
+    assert names[-1] == f"many/d{count - 1:05d}/"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -244,18 +245,29 @@ def test_encrypted_zip_members_are_refused(tmp_path: Path, dest: Path) -> None:
 # -- damaged archives -------------------------------------------------------------------
 
 
-@pytest.fixture
-def published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[ArchiveFormat, Path]:
-    monkeypatch.setattr(archives, "_XZ_CHUNK", 256 * 1024)
-    monkeypatch.setattr(archives, "_DEFLATE_CHUNK", 64 * 1024)
-    tree = make_tree(tmp_path / "tree")
+@pytest.fixture(scope="module")
+def published_once(tmp_path_factory: pytest.TempPathFactory) -> dict[ArchiveFormat, Path]:
+    """One multi-chunk archive per format, written once for the whole module."""
+    out = tmp_path_factory.mktemp("published")
+    tree = make_tree(out / "tree")
     add_bulk(tree, 2)
-    return {
-        fmt: write_archive(
-            tree, tmp_path / f"a.{fmt.value}", root_name="a", fmt=fmt, level=1, clamp_mtime=CLAMP
-        ).path
-        for fmt in ArchiveFormat
-    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(archives, "_XZ_CHUNK", 256 * 1024)
+        patch.setattr(archives, "_DEFLATE_CHUNK", 64 * 1024)
+        return {
+            fmt: write_archive(
+                tree, out / f"a.{fmt.value}", root_name="a", fmt=fmt, level=1, clamp_mtime=CLAMP
+            ).path
+            for fmt in ArchiveFormat
+        }
+
+
+@pytest.fixture
+def published(
+    published_once: dict[ArchiveFormat, Path], tmp_path: Path
+) -> dict[ArchiveFormat, Path]:
+    """Copies each test may damage."""
+    return {fmt: Path(shutil.copy(path, tmp_path)) for fmt, path in published_once.items()}
 
 
 @pytest.mark.parametrize("fmt", list(ArchiveFormat))

@@ -201,7 +201,7 @@ class _Tree:
         if first is None:
             raise _Refused(name, f"hard link to {target!r}, which is not an earlier regular file")
         self._make_parents(parts)
-        os.link(self._base + target, self._base + name, follow_symlinks=False)
+        os.link(self._base + target, self._base + name)  # a regular file we just wrote
         entry = ManifestEntry(self._inner(parts), "file", first.size, first.sha256, first.mode)
         self._files[name] = entry
         self.manifest.append(entry)
@@ -229,7 +229,7 @@ class _Tree:
         self._make_parents([self.top, ""])
         for name, mtime in sorted(self._dir_times, reverse=True):
             os.chmod(self._base + name, DIR_MODE)
-            os.utime(self._base + name, (mtime, mtime), follow_symlinks=False)
+            os.utime(self._base + name, (mtime, mtime))  # no symlink can be in the way
         self.manifest.sort(key=lambda entry: entry.path)
         return ExtractedLayer(self.dest / self.top, self.top, tuple(self.manifest))
 

@@ -137,8 +137,11 @@ def _write_stream(
     def progress(n: int) -> None:
         reporter.advance(key, n)
 
+    if fmt is ArchiveFormat.TAR_XZ:
+        workers = min(workers, _xz_worker_limit(level))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive")
     ordered = OrderedOutput(out.write, max_pending=2 * workers)
+    failed = True
     try:
         if fmt is ArchiveFormat.ZIP:
             zipper = ZipStreamWriter(ordered, pool=pool, level=level, piece_size=_DEFLATE_CHUNK)
@@ -156,11 +159,24 @@ def _write_stream(
             write_tar(entries, source_dir, root_name, stream.write, progress)
             stream.close()
         ordered.flush()
-    except BaseException:
-        ordered.abort()
-        raise
+        failed = False
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if failed:
+            ordered.abort()
+        # After a failure (or Ctrl-C) running chunks are abandoned, not awaited: only
+        # this thread writes the file, so they cannot touch it.
+        pool.shutdown(wait=not failed, cancel_futures=True)
+
+
+# liblzma's encoder memory per thread at presets 7-9 (dictionary 16-64 MiB), plus a chunk
+# in and out; lower presets need under 100 MiB.
+_XZ_MEMORY = {7: 250 << 20, 8: 450 << 20, 9: 800 << 20}
+_XZ_MEMORY_BUDGET = 4 << 30
+
+
+def _xz_worker_limit(level: int) -> int:
+    """Threads that fit the memory budget: xz -9 on 64 cores would want 50 GiB."""
+    return max(1, _XZ_MEMORY_BUDGET // _XZ_MEMORY.get(level, 160 << 20))
 
 
 def _check_root_name(root_name: str) -> None:
