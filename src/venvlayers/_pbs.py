@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._progress import NULL_REPORTER, Reporter
-from .errors import RuntimeSourceError
+from .errors import RuntimeSourceError, VenvLayersError
 from .platforms import TargetPlatform
 
 __all__ = ["PbsRelease", "download_file", "find_release", "is_url", "url_filename"]
@@ -128,6 +128,7 @@ def download_file(
     size: int | None = None,
     timeout: float | None = None,
     reporter: Reporter = NULL_REPORTER,
+    error: type[VenvLayersError] = RuntimeSourceError,
 ) -> int:
     """Stream `url` into the new file `dest`, verifying size and sha256; return the size.
 
@@ -141,21 +142,21 @@ def download_file(
     try:
         response = urllib.request.urlopen(request, timeout=seconds)
     except urllib.error.HTTPError as exc:
-        raise RuntimeSourceError(
+        raise error(
             f"cannot download {url}: HTTP {exc.code} {exc.reason} {tail}"
         ) from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
-            raise RuntimeSourceError(
+            raise error(
                 f"cannot download {url}: no response within {seconds:g}s {tail}"
             ) from None
-        raise RuntimeSourceError(f"cannot download {url}: {_reason(exc.reason)} {tail}") from None
+        raise error(f"cannot download {url}: {_reason(exc.reason)} {tail}") from None
     except TimeoutError:
-        raise RuntimeSourceError(
+        raise error(
             f"cannot download {url}: no response within {seconds:g}s {tail}"
         ) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise RuntimeSourceError(f"cannot download {url}: {_reason(exc)} {tail}") from None
+        raise error(f"cannot download {url}: {_reason(exc)} {tail}") from None
 
     key = f"download:{dest.name}"
     with response:
@@ -175,15 +176,15 @@ def download_file(
                     reporter.advance(key, len(chunk))
             status = "done"
         except TimeoutError:
-            raise RuntimeSourceError(
+            raise error(
                 f"download of {url} stalled: no data for {seconds:g}s after {received} bytes {tail}"
             ) from None
         except http.client.IncompleteRead:
-            raise RuntimeSourceError(
+            raise error(
                 f"download of {url} was cut off after {received} of {announced} bytes {tail}"
             ) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise RuntimeSourceError(
+            raise error(
                 f"download of {url} failed after {received} bytes: {_reason(exc)} {tail}"
             ) from None
         finally:
@@ -191,13 +192,13 @@ def download_file(
 
     for want, what in ((announced, "the server announced"), (size, "expected")):
         if want is not None and received != want:
-            raise RuntimeSourceError(
+            raise error(
                 f"download of {url} is truncated or oversized: {received} bytes, {what} {want} "
                 f"{tail}"
             )
     actual = digest.hexdigest()
     if actual != sha256:
-        raise RuntimeSourceError(
+        raise error(
             f"download of {url} does not match its sha256 (got {actual}, {received} bytes) {tail}"
         )
     return received
