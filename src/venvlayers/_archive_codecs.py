@@ -170,7 +170,7 @@ class ChunkedCompressor:
         self._buffer = bytearray()
         self._history = b""
         self._crc = 0
-        self._size = 0
+        self._size = 0  # for gzip's trailer
         out.put(codec.header())
 
     def write(self, data: bytes | memoryview) -> None:
@@ -179,7 +179,8 @@ class ChunkedCompressor:
         self._size += len(data)
         self._buffer += data
         while len(self._buffer) >= self._chunk_size:
-            chunk = bytes(self._buffer[: self._chunk_size])
+            with memoryview(self._buffer) as view:
+                chunk = bytes(view[: self._chunk_size])
             del self._buffer[: self._chunk_size]
             self._submit(chunk, final=False)
 
@@ -189,11 +190,6 @@ class ChunkedCompressor:
         self._buffer = bytearray()
         self._out.put(self._codec.trailer(self._crc, self._size))
 
-    @property
-    def size(self) -> int:
-        """Uncompressed bytes written so far."""
-        return self._size
-
     def _submit(self, chunk: bytes, *, final: bool) -> None:
         history = self._history
         tail = chunk if len(chunk) >= _DEFLATE_WINDOW else history + chunk
@@ -201,27 +197,21 @@ class ChunkedCompressor:
         self._out.put_result(self._pool.submit(self._codec.compress, chunk, history, final))
 
 
-class ZstdCompressor:
+class ZstdStream:
     """A zstd stream compressed by libzstd's workers; same interface as `ChunkedCompressor`."""
 
     def __init__(self, level: int, out: OrderedOutput, *, threads: int) -> None:
         cctx = zstandard.ZstdCompressor(level=level, threads=max(1, threads), write_checksum=True)
         self._cobj = cctx.compressobj()
         self._out = out
-        self._size = 0
 
     def write(self, data: bytes | memoryview) -> None:
-        self._size += len(data)
         compressed: bytes = self._cobj.compress(data)
         if compressed:
             self._out.put(compressed)
 
     def close(self) -> None:
         self._out.put(self._cobj.flush())
-
-    @property
-    def size(self) -> int:
-        return self._size
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -324,9 +314,9 @@ class PrefetchReader:
                 self._current = memoryview(item)
             piece = self._current[:wanted]
             self._current = self._current[len(piece) :]
-            pieces.append(bytes(piece))
+            pieces.append(piece.tobytes())
             wanted -= len(piece)
-        return b"".join(pieces)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def close(self) -> None:
         self._stop.set()

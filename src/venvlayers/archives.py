@@ -27,7 +27,7 @@ from types import TracebackType
 from ._archive_codecs import (
     ChunkedCompressor,
     OrderedOutput,
-    ZstdCompressor,
+    ZstdStream,
     chunk_codec,
 )
 from ._archive_common import ArchiveFormat, ArchiveInfo, ManifestEntry
@@ -149,9 +149,9 @@ def _write_stream(
                 zipper.add(entry, source_dir, root_name, progress)
             zipper.finish()
         else:
-            stream: ZstdCompressor | ChunkedCompressor
+            stream: ZstdStream | ChunkedCompressor
             if fmt is ArchiveFormat.TAR_ZST:
-                stream = ZstdCompressor(level, ordered, threads=workers)
+                stream = ZstdStream(level, ordered, threads=workers)
             else:
                 chunk = _XZ_CHUNK if fmt is ArchiveFormat.TAR_XZ else _DEFLATE_CHUNK
                 codec = chunk_codec(fmt, level)
