@@ -7,7 +7,9 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 import time
 import zipfile
@@ -582,3 +584,32 @@ def test_zip64_end_records_for_many_entries(tmp_path: Path) -> None:
         names = zf.namelist()
     assert len(names) == count + 1
     assert names[-1] == f"many/d{count - 1:05d}/"
+
+
+def test_killed_writer_leaves_only_a_recognisable_partial_file(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    add_bulk(tree, 8)  # several seconds of xz -6 on one thread
+    out = tmp_path / "out"
+    script = (
+        "import sys; from pathlib import Path; from venvlayers.archives import *\n"
+        "write_archive(Path(sys.argv[1]), Path(sys.argv[2]), root_name='layer',"
+        " fmt=ArchiveFormat.TAR_XZ, level=6, clamp_mtime=0, threads=1)\n"
+    )
+    dest = out / "layer.tar.xz"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tree), str(dest)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.exists() and list(out.glob(".*"))):
+            assert proc.poll() is None, "the writer finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert proc.poll() is None, "the writer finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not dest.exists()
+    (partial,) = out.iterdir()
+    assert partial.name.startswith(".layer.tar.xz.partial-")
+    assert cleanup_partials(out) == [partial]
+    assert not list(out.iterdir())

@@ -387,10 +387,10 @@ def hash_installed_tree(
 ) -> tuple[ManifestEntry, ...]:
     """The manifest of what is below `root` now (files hashed, symlinks read), by path.
 
-    `exclude` drops paths (relative, POSIX) and everything below them.
+    `exclude` drops paths (relative, POSIX) and everything below them. Files are
+    hashed in parallel (`threads=0`: one per core); hashing releases the GIL.
     """
     found: list[tuple[str, os.stat_result]] = []
-    _collect(root, "", exclude, found)
 
     def entry(item: tuple[str, os.stat_result]) -> ManifestEntry:
         rel, st = item
@@ -399,8 +399,15 @@ def hash_installed_tree(
             return ManifestEntry(rel, "symlink", target=os.readlink(path))
         return ManifestEntry(rel, "file", st.st_size, file_sha256(path), stat.S_IMODE(st.st_mode))
 
-    with ThreadPoolExecutor(max_workers=_worker_count(threads)) as pool:
-        return tuple(sorted(pool.map(entry, found), key=lambda e: e.path))
+    try:
+        _collect(root, "", exclude, found)
+        with ThreadPoolExecutor(max_workers=_worker_count(threads)) as pool:
+            return tuple(sorted(pool.map(entry, found), key=lambda e: e.path))
+    except OSError as exc:
+        where = exc.filename or root
+        raise ArchiveError(
+            f"cannot read installed files in {root}: {where}: {exc.strerror}"
+        ) from None
 
 
 def _collect(
