@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -249,7 +249,6 @@ class _ZipMember:
     size: int = 0
     compressed: int = 0
     offset: int = 0
-    pieces: list[int] = field(default_factory=list)
 
     @property
     def version(self) -> int:
