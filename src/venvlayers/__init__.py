@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .errors import (
     ArchiveError,
     BuildError,
@@ -16,10 +14,9 @@ from .errors import (
 )
 from .platforms import TargetPlatform
 
-try:
-    __version__ = version("venvlayers")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0+unknown"
+# the single source of the version (pyproject.toml reads it); importlib.metadata
+# would cost ~0.1 s at every start of the CLI
+__version__ = "0.1.0"
 
 __all__ = [
     "ArchiveError",

@@ -97,6 +97,32 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def link_tree(source: Path, dest: Path) -> None:
+    """Recreate `source` at the new path `dest` with hard links (copies across devices).
+
+    Symlinks are recreated as they are. Callers must replace linked files rather
+    than write into them, or `source` changes too.
+    """
+    dest.mkdir(parents=True)
+    for root, dirs, files in os.walk(source):
+        here = Path(root)
+        there = dest / here.relative_to(source)
+        for name in dirs:
+            src = here / name
+            if src.is_symlink():
+                (there / name).symlink_to(os.readlink(src))
+            else:
+                (there / name).mkdir()
+                shutil.copymode(src, there / name)
+        for name in files:
+            src = here / name
+            if src.is_symlink():
+                (there / name).symlink_to(os.readlink(src))
+            else:
+                link_or_copy(src, there / name)
+    shutil.copymode(source, dest)
+
+
 def dir_size(path: Path) -> int:
     """Bytes used by regular files below `path` (hard links counted once)."""
     seen: set[tuple[int, int]] = set()

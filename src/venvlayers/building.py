@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +31,14 @@ from typing import Any
 import tomlkit
 
 from . import appmodules, dynlibs
-from ._fs import format_json, remove_tree, write_atomic, write_if_changed
+from ._cache import cache_root
+from ._fs import format_json, link_tree, remove_tree, write_atomic, write_if_changed
 from ._hashing import hash_strings
+from ._proc import run
 from ._progress import NULL_REPORTER, Reporter
 from ._pylock import LockedPackage, read_pylock
 from ._uv import run_uv
+from ._wheelcache import WheelTarget, local_wheels
 from .errors import BuildError
 from .graph import dependency_levels, select_layers
 from .layout import (
@@ -198,7 +204,14 @@ def _obtain(
 def build_stack(
     stack: StackSpec, options: BuildOptions = BuildOptions(), reporter: Reporter = NULL_REPORTER
 ) -> list[LayerBuildResult]:
-    """Build the selected layers (and any missing layers below them)."""
+    """Build the selected layers (and any missing layers below them).
+
+    Three phases, so that uv's fixed costs overlap: every layer directory is prepared
+    (runtimes unpacked first), then all layers' packages are synced in parallel (a
+    layer's packages do not need the layers below, only its runtime's interpreter),
+    then layers are finished lowest first (scripts, modules, shared library links,
+    config, build stamp), since linking looks at the finished layers below.
+    """
     build_root = (options.build_dir or stack.spec_dir / "_build").absolute()
     selection = select_layers(
         stack,
@@ -210,27 +223,103 @@ def build_stack(
     wanted = {x.build_name for x in (*selection.matched, *selection.derived)}
     if options.build_dependencies or not options.include:
         wanted |= {x.build_name for x in selection.dependencies}
+    ordered = [plans[x.build_name] for x in selection.layers]
+    todo: list[LayerPlan] = []
+    for plan in ordered:
+        fresh = _up_to_date(plan) and not options.clean
+        if plan.build_name not in wanted and not fresh and read_stamp(plan.path) is not None:
+            raise BuildError(
+                f"{plan.build_name}: its build is out of date; build it too "
+                "(--build-dependencies) before building the layers on top of it"
+            )
+        if not fresh and (plan.build_name in wanted or read_stamp(plan.path) is None):
+            todo.append(plan)
     build_root.mkdir(parents=True, exist_ok=True)
     _write_aliases(build_root, plans.values())
-    results: dict[BuildName, LayerBuildResult] = {}
     jobs = options.jobs or min(4, os.cpu_count() or 2)
-    for level in dependency_levels([p.layer for p in plans.values()]):
-
-        def one(layer: LayerSpec) -> LayerBuildResult:
-            plan = plans[layer.build_name]
-            if plan.build_name not in wanted and _up_to_date(plan):
-                return _result(plan, "unchanged", 0.0)
-            if plan.build_name not in wanted and read_stamp(plan.path) is not None:
-                raise BuildError(
-                    f"{plan.build_name}: its build is out of date; build it too "
-                    "(--build-dependencies) before building the layers on top of it"
+    results: dict[BuildName, LayerBuildResult] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool, _Trash(build_root) as trash:
+        started = {plan.build_name: time.monotonic() for plan in todo}
+        previous = {plan.build_name: read_stamp(plan.path) or {} for plan in todo}
+        for plan in todo:
+            reporter.begin(f"build:{plan.build_name}", f"build {plan.deploy_name}")
+        try:
+            runtimes = [p for p in todo if p.layout.is_runtime]
+            layered = [p for p in todo if not p.layout.is_runtime]
+            for group in (runtimes, layered):
+                list(
+                    pool.map(
+                        lambda p: _prepare(p, previous[p.build_name], options.clean, trash), group
+                    )
                 )
-            return build_layer(plan, options, reporter)
+            synced = dict(
+                zip(
+                    [p.build_name for p in todo],
+                    pool.map(lambda p: _sync_packages(p, options, reporter), todo),
+                    strict=True,
+                )
+            )
+            for level in dependency_levels([p.layer for p in todo]):
+                level_plans = [plans[x.build_name] for x in level]
+                list(
+                    pool.map(
+                        lambda p: _finish(
+                            p, synced[p.build_name], previous[p.build_name].get("modules", [])
+                        ),
+                        level_plans,
+                    )
+                )
+                for plan in level_plans:
+                    seconds = time.monotonic() - started[plan.build_name]
+                    reporter.end(f"build:{plan.build_name}", "built")
+                    results[plan.build_name] = _result(plan, "built", seconds)
+        except BaseException:
+            for plan in todo:
+                if plan.build_name not in results:
+                    reporter.end(f"build:{plan.build_name}", "failed")
+            raise
+    for plan in ordered:
+        results.setdefault(plan.build_name, _result(plan, "unchanged", 0.0))
+    return [results[p.build_name] for p in ordered]
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for result in pool.map(one, level):
-                results[result.build_name] = result
-    return [results[x.build_name] for x in selection.layers if x.build_name in results]
+
+class _Trash:
+    """Old layer directories are moved aside at once and deleted off the critical path.
+
+    Deleting a big environment takes longer than building a new one from uv's cache,
+    so on POSIX a detached `rm -rf` finishes the job after we return; anything it
+    leaves (or an interrupted build leaves) is removed at the next build's start.
+    """
+
+    def __init__(self, build_root: Path) -> None:
+        self.root = build_root
+        self.items: list[Path] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Trash:
+        self.items.extend(self.root.glob(".*.trash-*"))
+        return self
+
+    def discard(self, path: Path) -> None:
+        with self._lock:
+            target = self.root / f".{path.name}.trash-{os.getpid()}-{len(self.items)}"
+            os.replace(path, target)
+            self.items.append(target)
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.items:
+            return
+        if os.name == "posix" and shutil.which("rm"):
+            subprocess.Popen(
+                ["rm", "-rf", "--", *map(str, self.items)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            return
+        for item in self.items:
+            remove_tree(item)
 
 
 def _write_aliases(build_root: Path, plans: Any) -> None:
@@ -265,70 +354,104 @@ def _result(plan: LayerPlan, action: str, seconds: float) -> LayerBuildResult:
     )
 
 
-def build_layer(plan: LayerPlan, options: BuildOptions, reporter: Reporter) -> LayerBuildResult:
-    """(Re)build one layer whose lower layers are already built."""
-    key = f"build:{plan.build_name}"
-    reporter.begin(key, f"build {plan.deploy_name}")
-    if not options.clean and _up_to_date(plan):
-        reporter.end(key, "unchanged")
-        return _result(plan, "unchanged", 0.0)
-    started = time.monotonic()
-    stamp = plan.path / BUILD_STAMP
-    previous = read_stamp(plan.path) or {}
-    try:
-        stamp.unlink(missing_ok=True)  # from here on the layer reads as unfinished
-        if plan.layout.is_runtime:
-            _prepare_runtime(plan, previous, options.clean)
-        else:
-            _prepare_venv(plan, options.clean)
-        packages = _sync_packages(plan, options)
-        _fix_scripts(plan)
-        modules: list[str] = []
-        if isinstance(plan.layer, ApplicationSpec):
-            sources = [plan.layer.launch_module, *plan.layer.support_modules]
-            site = plan.path / plan.layout.site_dir
-            modules = appmodules.copy_modules(
-                sources, site, previous=previous.get("modules", []), boundary=plan.spec_dir
-            )
-        dynlib_dirs = _link_libraries(plan)
-        _write_layer_files(plan, dynlib_dirs)
-        record = {
-            "build_format": BUILD_FORMAT,
-            "deploy_name": plan.deploy_name,
-            "inputs_hash": plan.inputs_hash,
-            "lock_requirements_hash": plan.lock.file_hash,
-            "lock_version": plan.lock.lock_version,
-            "modules": modules,
-            "packages": sorted(p.pin for p in packages),
-            "runtime": {"name": plan.runtime.name, "sha256": plan.runtime.sha256},
-        }
-        write_atomic(stamp, format_json(record))
-    except BaseException:
-        reporter.end(key, "failed")
-        raise
-    seconds = time.monotonic() - started
-    reporter.end(key, "built")
-    _LOG.info("built %s in %.1fs", plan.deploy_name, seconds)
-    return _result(plan, "built", seconds)
+def _prepare(plan: LayerPlan, previous: dict[str, Any], clean: bool, trash: _Trash) -> None:
+    """Mark the layer unfinished, then make its directory ready for package syncing."""
+    (plan.path / BUILD_STAMP).unlink(missing_ok=True)  # the layer now reads as unfinished
+    if clean and (plan.path.exists() or plan.path.is_symlink()):
+        trash.discard(plan.path)
+    if plan.layout.is_runtime:
+        _prepare_runtime(plan, previous, trash)
+    else:
+        _prepare_venv(plan)
 
 
-def _prepare_runtime(plan: LayerPlan, previous: dict[str, Any], clean: bool) -> None:
+def _finish(plan: LayerPlan, packages: list[LockedPackage], previous_modules: list[str]) -> None:
+    """Everything after the package sync; the build stamp is written last."""
+    _fix_scripts(plan)
+    modules: list[str] = []
+    if isinstance(plan.layer, ApplicationSpec):
+        sources = [plan.layer.launch_module, *plan.layer.support_modules]
+        site = plan.path / plan.layout.site_dir
+        modules = appmodules.copy_modules(
+            sources, site, previous=previous_modules, boundary=plan.spec_dir
+        )
+    dynlib_dirs = _link_libraries(plan)
+    _write_layer_files(plan, dynlib_dirs)
+    record = {
+        "build_format": BUILD_FORMAT,
+        "deploy_name": plan.deploy_name,
+        "inputs_hash": plan.inputs_hash,
+        "lock_requirements_hash": plan.lock.file_hash,
+        "lock_version": plan.lock.lock_version,
+        "modules": modules,
+        "packages": sorted(p.pin for p in packages),
+        "runtime": {"name": plan.runtime.name, "sha256": plan.runtime.sha256},
+    }
+    write_atomic(plan.path / BUILD_STAMP, format_json(record))
+    _LOG.info("built %s", plan.deploy_name)
+
+
+def _prepare_runtime(plan: LayerPlan, previous: dict[str, Any], trash: _Trash) -> None:
     same_runtime = previous.get("runtime", {}).get("sha256") == plan.runtime.sha256
     python = plan.path / plan.layout.python
-    if plan.path.exists() and not clean and same_runtime and python.exists():
-        return  # packages are synced below; the interpreter itself is unchanged
+    if plan.path.exists() and same_runtime and python.exists():
+        return  # packages are synced next; the interpreter itself is unchanged
     if plan.path.exists() or plan.path.is_symlink():
-        remove_tree(plan.path)
+        trash.discard(plan.path)
     try:
-        unpack_runtime(plan.runtime, plan.path)
+        link_tree(unpacked_runtime(plan.runtime), plan.path)
     except OSError as exc:
         raise BuildError(f"{plan.build_name}: cannot unpack the runtime ({exc})") from None
 
 
-def _prepare_venv(plan: LayerPlan, clean: bool) -> None:
+def unpacked_runtime(runtime: RuntimeArchive) -> Path:
+    """The runtime archive unpacked once into the cache, to be linked into builds."""
+    tree = cache_root() / "runtimes" / runtime.sha256 / "tree"
+    if tree.is_dir():  # renamed into place complete, so present means whole
+        return tree
+    tmp = tree.with_name(f"tree.tmp-{os.getpid()}-{threading.get_ident()}")
+    remove_tree(tmp)
+    unpack_runtime(runtime, tmp)
+    _compile_stdlib(tmp, runtime)
+    try:
+        os.rename(tmp, tree)
+    except OSError:  # another build unpacked it first
+        remove_tree(tmp)
+        if not tree.is_dir():
+            raise
+    return tree
+
+
+def _compile_stdlib(tree: Path, runtime: RuntimeArchive) -> None:
+    """Give the runtime's standard library its bytecode, once per runtime.
+
+    Without it every interpreter start (uv's queries of each new environment included)
+    compiles the stdlib modules it imports from source, costing ~0.4 s each time.
+    """
+    minor = ".".join(runtime.version.split(".")[:2])
+    python = tree / ("python.exe" if runtime.platform.os == "win" else f"bin/python{minor}")
+    stdlib = tree / ("Lib" if runtime.platform.os == "win" else f"lib/python{minor}")
+    run(
+        [
+            python,
+            "-I",
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "-x",
+            r"[/\\]site-packages[/\\]",
+            stdlib,
+        ],
+        what=f"compiling the standard library of {runtime.name}",
+        error=BuildError,
+        check=False,  # a module that does not compile (e.g. a test file) is not fatal
+    )
+
+
+def _prepare_venv(plan: LayerPlan) -> None:
     """A virtual environment skeleton whose interpreter is a relative link to the runtime."""
-    if clean and (plan.path.exists() or plan.path.is_symlink()):
-        remove_tree(plan.path)
     layout = plan.layout
     (plan.path / layout.site_dir).mkdir(parents=True, exist_ok=True)
     if layout.windows:
@@ -360,13 +483,38 @@ def _symlink(link: Path, target: str) -> None:
     link.symlink_to(target)
 
 
-def _sync_packages(plan: LayerPlan, options: BuildOptions) -> list[LockedPackage]:
+def _sync_packages(
+    plan: LayerPlan, options: BuildOptions, reporter: Reporter
+) -> list[LockedPackage]:
     """Make the layer's packages exactly those its lock installs (never those from below)."""
     lock_path = plan.lock.paths.pylock
-    packages = [p for p in read_pylock(lock_path) if not p.shared]
+    layer = plan.layer
+    here = plan.layout.platform.marker_environment(
+        plan.layout.py_version, layer.runtime_spec.implementation
+    )
+    packages = [
+        p
+        for p in read_pylock(lock_path)
+        if not p.shared and (p.marker is None or p.marker.evaluate(here))
+    ]
+    target = WheelTarget(
+        platform=plan.layout.platform,
+        py_version=plan.layout.py_version,
+        implementation=layer.runtime_spec.implementation,
+        linux_target=layer.linux_target,
+        macosx_target=layer.macosx_target,
+    )
+    files = local_wheels(
+        packages,
+        target,
+        lock_dir=lock_path.parent,
+        search_dirs=options.local_wheels,
+        reporter=reporter,
+        layer=plan.build_name,
+    )
     with tempfile.TemporaryDirectory(prefix="venvlayers-sync-") as tmp:
         install_lock = Path(tmp) / "pylock.toml"
-        install_lock.write_text(_install_lock(packages, lock_path.parent, options), "utf-8")
+        install_lock.write_text(_install_lock(packages, files), "utf-8")
         run_uv(
             [
                 "pip",
@@ -375,6 +523,7 @@ def _sync_packages(plan: LayerPlan, options: BuildOptions) -> list[LockedPackage
                 str(plan.path / plan.layout.python),
                 "--require-hashes",
                 "--no-build",
+                "--offline",
                 "--allow-empty-requirements",
                 "--quiet",
                 str(install_lock),
@@ -385,37 +534,21 @@ def _sync_packages(plan: LayerPlan, options: BuildOptions) -> list[LockedPackage
     return packages
 
 
-def _install_lock(packages: list[LockedPackage], lock_dir: Path, options: BuildOptions) -> str:
-    """The layer's own packages with local wheel paths made absolute for uv."""
-    doc: dict[str, Any] = {"lock-version": "1.0", "created-by": "venvlayers"}
+def _install_lock(packages: list[LockedPackage], files: dict[str, Path]) -> str:
+    """The layer's own packages, each with the one local wheel chosen for this machine."""
     entries = []
     for package in packages:
         entry = package.to_toml()
+        entry.pop("marker", None)  # only packages needed on this platform are listed
+        wheel = next(w for w in package.wheels if w.filename == files[package.name].name)
+        item = tomlkit.inline_table()
+        item["path"] = str(files[package.name])
+        item["hashes"] = {"sha256": wheel.sha256}
         wheels = tomlkit.array()
-        for wheel in package.wheels:
-            item = wheel.to_toml()
-            if wheel.path is not None:
-                item["path"] = str(_find_wheel(lock_dir, wheel.path, options.local_wheels))
-            wheels.append(item)
+        wheels.append(item)
         entry["wheels"] = wheels
         entries.append(entry)
-    doc["packages"] = entries
-    return tomlkit.dumps(doc)
-
-
-def _find_wheel(lock_dir: Path, relative: str, local_wheels: Sequence[Path]) -> Path:
-    """A lock's local wheel: where the lock says, else by name in --local-wheels dirs."""
-    recorded = (lock_dir / relative).resolve()
-    if recorded.exists():
-        return recorded
-    for directory in local_wheels:
-        candidate = Path(directory).absolute() / Path(relative).name
-        if candidate.exists():
-            return candidate
-    raise BuildError(
-        f"local wheel {Path(relative).name} is missing (the lock in {lock_dir} expects it at "
-        f"{recorded}); pass the directory holding it with --local-wheels"
-    )
+    return tomlkit.dumps({"lock-version": "1.0", "created-by": "venvlayers", "packages": entries})
 
 
 _LAUNCHER = """#!/bin/sh
