@@ -15,6 +15,7 @@ import typer
 from . import (  # noqa: F401  (command modules register on the app)
     _cli_build,
     _cli_common,
+    _cli_deploy,
     _cli_lock,
     _cli_publish,
     _cli_runtime,
