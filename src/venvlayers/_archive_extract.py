@@ -106,7 +106,7 @@ class _FileWriter:
     (system calls and hashing release the GIL). Errors surface on the next call.
     """
 
-    def __init__(self, depth: int = 64) -> None:
+    def __init__(self, depth: int = 32) -> None:
         self._queue: queue.Queue[tuple[str, str, bytes, int, int] | None] = queue.Queue(depth)
         self._error: BaseException | None = None
         self.digests: dict[str, str] = {}  # member name -> sha256 of what was written
