@@ -34,7 +34,7 @@ PAGES = sorted(DOCS.glob("*.md"))
 # Pages another issue delivers: links to them are checked once they exist.
 PENDING_PAGES = {"deploying.md"}
 
-_FENCE = re.compile(r"^(```+|~~~+)\s*([\w.+-]*)")
+_FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w.+-]*)")
 _LINK = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
 
@@ -62,7 +62,7 @@ def _split(text: str) -> Iterator[tuple[str, str, int]]:
         start = i + 1
         body: list[str] = []
         i += 1
-        while i < len(lines) and not lines[i].startswith(fence):
+        while i < len(lines) and not lines[i].lstrip().startswith(fence):
             body.append(lines[i])
             i += 1
         yield lang, "\n".join(body), start + 1
