@@ -24,7 +24,13 @@ from typing import Any
 from ._fs import remove_tree
 from ._proc import clean_env, run
 from ._progress import NULL_REPORTER, Reporter
-from .archives import DEFAULT_FORMAT, ArchiveFormat, cleanup_partials, write_archive
+from .archives import (
+    DEFAULT_FORMAT,
+    ArchiveFormat,
+    cleanup_partials,
+    default_level,
+    write_archive,
+)
 from .building import LayerPlan, plan_stack, read_stamp
 from .errors import PublishError
 from .graph import select_layers
@@ -199,6 +205,12 @@ def _publish_layer(
 ) -> LayerOutput:
     meta = layer_metadata(plan)
     meta["target_platform"] = str(plan.layout.platform)
+    # how the archive was made: a change means a new archive even for the same build
+    meta["archive_options"] = {
+        "format": options.fmt.value,
+        "level": options.level if options.level is not None else default_level(options.fmt),
+        "bytecode": options.compile_bytecode,
+    }
     previous = meta_dir.read_layer(plan.build_name)
     if not options.force and _unchanged(previous, meta, output_dir, options.fmt):
         assert previous is not None
