@@ -140,15 +140,22 @@ def _matches(name: str, *candidates: str) -> bool:
 
 
 def _from_state(state: st.DeployState, app: str, where: Path) -> Path:
-    apps = [r for r in state.layers.values() if r.launch_module is not None]
-    rooted = set(state.roots.values())
+    records = {r.install_target: r for r in state.layers.values()}
+    roots = dict(state.roots)
+    if state.transaction is not None:
+        # a deploy was cut short while moving layers: either version may be in place
+        records.update(state.transaction.records)
+        roots.update(state.transaction.roots)
+    apps = [r for r in records.values() if r.launch_module is not None]
     found = [r for r in apps if _matches(app, r.install_target, r.layer_name)]
-    if len(found) > 1:  # an older version still needed: the root is the one asked for
-        found = [r for r in found if r.install_target in rooted] or found[-1:]
     if not found:
-        names = ", ".join(sorted(r.short_name for r in apps)) or "none"
+        names = ", ".join(sorted({r.short_name for r in apps})) or "none"
         raise DeployError(f"no app {app!r} is deployed in {where} (apps: {names})")
-    return where / found[0].install_target
+    present = [r for r in found if (where / r.install_target).is_dir()] or found
+    # several versions: the one the user asked for last, else the newest
+    rooted = set(roots.values())
+    best = max(present, key=lambda r: (r.install_target in rooted, r.lock_version))
+    return where / best.install_target
 
 
 def _from_metadata(where: Path, app: str) -> tuple[Path, str | None]:
