@@ -84,7 +84,7 @@ def build(
     """Build layer environments from their locks (in _build/<layer>/).
 
     Unchanged layers are skipped; independent layers build in parallel. The result
-    runs in place (`venvlayers run APP --build-dir ...`) and after moving the whole
+    runs in place (`venvlayers run APP --target _build`) and after moving the whole
     build directory.
     """
     stack = StackSpec.load(Path(spec))

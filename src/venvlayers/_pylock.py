@@ -1,9 +1,10 @@
 """Layer lock files (PEP 751 `pylock.toml`): reading, validating and writing them.
 
 A layer lock lists every package the layer needs on its target platforms. Packages
-that a lower layer already provides stay listed (so the lock is complete) but carry
-the never-true marker clause `sys_platform == 'from_lower_layer'` and no wheels, the
-venvstacks convention that keeps installers from installing them twice.
+that a lower layer already provides stay listed, wheels and all (so the lock is
+complete and valid PEP 751), but carry the never-true marker clause
+`sys_platform == 'from_lower_layer'`, the venvstacks convention that keeps installers
+from installing them twice.
 """
 
 from __future__ import annotations

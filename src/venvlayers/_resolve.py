@@ -137,8 +137,10 @@ def _write_inputs(request: ResolveRequest, output: Path) -> None:
     uv_tool: dict[str, Any] = {}
     if indexes:
         uv_tool["index"] = indexes
-    if layer.package_indexes:
-        uv_tool["sources"] = {pkg: {"index": ix} for pkg, ix in layer.package_indexes.items()}
+    # [tool.uv.sources] applies to every layer; a layer's package_indexes take precedence
+    sources = {**stack.uv.package_indexes, **layer.package_indexes}
+    if sources:
+        uv_tool["sources"] = {pkg: {"index": ix} for pkg, ix in sorted(sources.items())}
     if uv_tool:
         project["tool"] = {"uv": uv_tool}
     (request.workdir / "pyproject.toml").write_text(tomlkit.dumps(project), "utf-8")

@@ -22,8 +22,8 @@ UV_CONFIG_FILE = "venvstacks.uv.toml"
 # Settings venvlayers controls itself: a user value would break locking or building.
 _RESERVED = {
     "constraint-dependencies": "venvlayers derives constraints from lower layers",
-    "environments": "venvlayers derives resolution environments from `platforms`",
-    "required-environments": "venvlayers derives required environments from `platforms`",
+    "environments": "venvlayers locks for each layer's `platforms` and checks their wheels",
+    "required-environments": "venvlayers checks each layer's `platforms` have wheels",
     "managed": None,
     "package": None,
     "dev-dependencies": None,

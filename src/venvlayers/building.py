@@ -219,11 +219,18 @@ def build_stack(
         derived=options.build_derived,
         allow_missing=options.allow_missing,
     )
-    plans = plan_stack(stack, selection.layers, build_root, reporter=reporter)
+    here = build_platform()
+    layers = [x for x in selection.layers if here in x.platforms]
+    for layer in selection.layers:
+        if here not in layer.platforms:  # as venvstacks: built on machines it targets
+            reporter.note(f"{layer.build_name}: not built here (its platforms exclude {here})")
+    if selection.layers and not layers:
+        raise BuildError(f"none of the selected layers targets this machine's platform ({here})")
+    plans = plan_stack(stack, layers, build_root, reporter=reporter)
     wanted = {x.build_name for x in (*selection.matched, *selection.derived)}
     if options.build_dependencies or not options.include:
         wanted |= {x.build_name for x in selection.dependencies}
-    ordered = [plans[x.build_name] for x in selection.layers]
+    ordered = [plans[x.build_name] for x in layers]
     todo: list[LayerPlan] = []
     for plan in ordered:
         fresh = _up_to_date(plan) and not options.clean

@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return code if isinstance(code, int) else 1
     except VenvLayersError as exc:
+        for warning in getattr(exc, "warnings", []):
+            _cli_common.OUT.stderr.print(f"warning: {warning}", markup=False, highlight=False)
         message = str(exc).strip() or exc.__class__.__name__
         for line in message.splitlines():
             _cli_common.OUT.stderr.print(f"error: {line}", markup=False, highlight=False)

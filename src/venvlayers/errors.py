@@ -30,8 +30,10 @@ class SpecError(VenvLayersError, ValueError):
     reports them all at once; `str()` joins them one per line.
     """
 
-    def __init__(self, problems: str | list[str]) -> None:
+    def __init__(self, problems: str | list[str], warnings: list[str] | None = None) -> None:
         self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        # warnings often explain an error ("did you mean 'frameworks'?"), so they travel along
+        self.warnings: list[str] = list(warnings or [])
         super().__init__("\n".join(self.problems))
 
 

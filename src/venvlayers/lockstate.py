@@ -84,6 +84,7 @@ def lock_inputs(
         f"uv_indexes:{_canonical(list(stack.uv.indexes))}",
         f"exclude_newer:{exclude_newer(stack) or ''}",
         f"package_indexes:{_canonical(dict(layer.package_indexes))}",
+        f"uv_sources:{_canonical(dict(stack.uv.package_indexes))}",
         f"priority_indexes:{','.join(layer.priority_indexes)}",
         *lowers,
     ]
@@ -118,8 +119,11 @@ class LockState:
 
     @property
     def lock_version(self) -> int | None:
+        """The lock's version; always 1 for a layer that is not versioned (as venvstacks)."""
         if self.metadata is None:
             return None
+        if not self.layer.versioned:
+            return 1
         value = self.metadata.get("lock_version", 1)
         return value if isinstance(value, int) else None
 

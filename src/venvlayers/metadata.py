@@ -5,7 +5,8 @@
 
 Field names are venvstacks'; venvlayers adds `build_inputs_hash` (what the layer was
 built from, so an unchanged layer is recognised without rebuilding its archive) and
-`app_support_modules`. JSON Schemas for both files live in `venvlayers/schemas/`.
+`archive_options` (format, level, shipped bytecode). JSON Schemas for both files live
+in `venvlayers/schemas/`.
 """
 
 from __future__ import annotations

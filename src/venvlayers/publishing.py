@@ -37,6 +37,7 @@ from .graph import select_layers
 from .layout import POSTINSTALL
 from .metadata import ARCHIVE_FIELDS, MetadataDir, clamp_time, layer_metadata
 from .names import BuildName, DeployName
+from .platforms import build_platform
 from .spec import StackSpec
 
 __all__ = [
@@ -97,7 +98,7 @@ def layer_exclude(plan: LayerPlan, *, bytecode: bool) -> Callable[[str], bool]:
     links = set(plan.layout.python_links())  # point into the runtime: made by postinstall
 
     def exclude(relative: str) -> bool:
-        if relative in links:
+        if relative in links or relative == ".lock":  # uv's lock file for the environment
             return True
         name = relative.rpartition("/")[2]
         if name.endswith(".postinstall-tmp"):
@@ -126,7 +127,8 @@ def _selected_plans(
         derived=derived,
         allow_missing=allow_missing,
     )
-    layers = selection.layers
+    here = build_platform()
+    layers = [x for x in selection.layers if here in x.platforms]
     plans = plan_stack(stack, layers, build_root, reporter=reporter)
     result = [plans[x.build_name] for x in layers]
     for plan in result:
@@ -356,6 +358,7 @@ def _export_layer(
     output_dir.mkdir(parents=True, exist_ok=True)
     meta_dir.remove_layer(plan.build_name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{plan.deploy_name}.export-", dir=output_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it private; an exported layer is for everyone to run
     try:
         _copy_tree(plan.path, tmp, layer_exclude(plan, bytecode=False))
         run_postinstall(tmp, plan, output_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -245,7 +245,7 @@ class StackSpec:
                 )
 
         if problems.errors:
-            raise SpecError(problems.errors)
+            raise SpecError(problems.errors, warnings=problems.warnings)
         for message in problems.warnings:
             _LOG.warning("%s", message)
         return cls(
@@ -341,7 +341,8 @@ def _resolve_lower(
             return None  # defined but invalid: its own error is already reported
         if runtime is None:
             reader.problems.add(
-                f"{where}, field 'runtime': unknown runtime {name!r}{_known(runtimes)}"
+                f"{where}, field 'runtime': unknown runtime {name!r}"
+                f"{_known(reader.declared_runtimes)}"
             )
             return None
         return runtime, ()
@@ -382,7 +383,7 @@ def _resolve_frameworks(
             # defined, but invalid: its own error is already reported
             return None
         else:
-            problems.add(f"{where}: unknown framework {name!r}{_known(frameworks)}")
+            problems.add(f"{where}: unknown framework {name!r}{_known(fw_names)}")
     if len(declared) != len(raw_names):
         return None
     runtime = declared[0].runtime
@@ -424,7 +425,8 @@ def _layered_kwargs(
     }
 
 
-def _known(names: Mapping[LayerName, Any]) -> str:
-    if not names:
+def _known(names: Iterable[str]) -> str:
+    listed = list(dict.fromkeys(names))
+    if not listed:
         return " (none is defined)"
-    return " (defined: " + ", ".join(repr(str(n)) for n in names) + ")"
+    return " (defined: " + ", ".join(repr(str(n)) for n in listed) + ")"
