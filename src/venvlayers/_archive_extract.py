@@ -17,14 +17,12 @@ import gzip
 import hashlib
 import lzma
 import os
-import queue
 import stat
 import tarfile
-import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -98,62 +96,6 @@ class _Corrupt(Exception):
     """The archive's structure is damaged in a way the libraries did not notice."""
 
 
-class _FileWriter:
-    """Creates small files in a background thread.
-
-    On a real disk much of an extraction is the kernel creating files; doing that
-    here, while the main thread parses and checks the next members, overlaps the two
-    (system calls and hashing release the GIL). Errors surface on the next call.
-    """
-
-    def __init__(self, depth: int = 32) -> None:
-        self._queue: queue.Queue[tuple[str, str, bytes, int, int] | None] = queue.Queue(depth)
-        self._error: BaseException | None = None
-        self.digests: dict[str, str] = {}  # member name -> sha256 of what was written
-        self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, name: str, path: str, data: bytes, mode: int, mtime: int) -> None:
-        self._raise_error()
-        self._queue.put((name, path, data, mode, mtime))
-
-    def flush(self) -> None:
-        """Wait until every submitted file is on disk."""
-        self._queue.join()
-        self._raise_error()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._raise_error()
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                if self._error is None:
-                    self._write(*item)
-            except BaseException as exc:  # re-raised in the extracting thread
-                self._error = exc
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
-
-    def _write(self, name: str, path: str, data: bytes, mode: int, mtime: int) -> None:
-        fd = os.open(path, _OPEN_FLAGS, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            _set_mode_and_time(fd, path, mode, mtime)
-        finally:
-            os.close(fd)
-        self.digests[name] = hashlib.sha256(data).hexdigest()
-
-
 class _Tree:
     """The extraction target; every file system change of an extraction goes through it."""
 
@@ -169,7 +111,6 @@ class _Tree:
         self._symlinks: dict[str, str] = {}  # below the top folder -> target
         self._files: dict[str, ManifestEntry] = {}  # member name -> its entry (for hard links)
         self.manifest: list[ManifestEntry] = []
-        self._writer = _FileWriter()
 
     # -- names --------------------------------------------------------------------------
 
@@ -236,24 +177,8 @@ class _Tree:
             raise _Refused(name, f"implausible size {size}")
         parts = self._claim(name, "file")
         self._make_parents(parts)
-        path = self._base + name
-        if size <= READ_BLOCK:
-            data = read(size)
-            if len(data) != size:
-                raise _Corrupt(f"member {name!r} ends early")
-            self._writer.submit(name, path, data, mode, mtime)
-            digest = ""  # known once the writer is done
-        else:
-            digest = self._write_large(name, path, size, mode, mtime, read)
-        entry = ManifestEntry(self._inner(parts), "file", size, digest, mode)
-        self._files[name] = entry
-        self.manifest.append(entry)
-
-    def _write_large(
-        self, name: str, path: str, size: int, mode: int, mtime: int, read: Callable[[int], bytes]
-    ) -> str:
-        """Stream a big file in this thread, so memory use stays bounded."""
         digest = hashlib.sha256()
+        path = self._base + name
         fd = os.open(path, _OPEN_FLAGS, 0o600)
         with os.fdopen(fd, "wb") as out:
             remaining = size
@@ -266,18 +191,18 @@ class _Tree:
                 remaining -= len(data)
             out.flush()
             _set_mode_and_time(out.fileno(), path, mode, mtime)
-        return digest.hexdigest()
+        entry = ManifestEntry(self._inner(parts), "file", size, digest.hexdigest(), mode)
+        self._files[name] = entry
+        self.manifest.append(entry)
 
     def add_hardlink(self, name: str, target: str) -> None:
         parts = self._claim(name, "file")
-        if target not in self._files:
+        first = self._files.get(target)
+        if first is None:
             raise _Refused(name, f"hard link to {target!r}, which is not an earlier regular file")
         self._make_parents(parts)
-        self._writer.flush()  # the target must exist
         os.link(self._base + target, self._base + name)  # a regular file we just wrote
-        first = self._files[target]
-        digest = first.sha256 or self._writer.digests[target]
-        entry = ManifestEntry(self._inner(parts), "file", first.size, digest, first.mode)
+        entry = ManifestEntry(self._inner(parts), "file", first.size, first.sha256, first.mode)
         self._files[name] = entry
         self.manifest.append(entry)
 
@@ -288,14 +213,8 @@ class _Tree:
 
     def finish(self) -> ExtractedLayer:
         """Check and create the symlinks, then fix directory modes and times."""
-        self._writer.close()
         if self.top is None:
             raise _Corrupt("it contains no files")
-        digests = self._writer.digests
-        self.manifest = [
-            replace(e, sha256=digests[f"{self.top}/{e.path}"]) if not e.sha256 else e
-            for e in self.manifest
-        ]
         for inner, target in sorted(self._symlinks.items()):
             try:
                 resolve_link(inner, target, self._symlinks)
@@ -315,8 +234,6 @@ class _Tree:
 
     def discard(self) -> None:
         """Remove whatever this extraction created (on failure)."""
-        with contextlib.suppress(BaseException):
-            self._writer.close()  # its own error is already known, or moot
         if self.top is not None:
             with contextlib.suppress(OSError):
                 remove_tree(self.dest / self.top)
