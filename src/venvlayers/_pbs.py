@@ -142,19 +142,13 @@ def download_file(
     try:
         response = urllib.request.urlopen(request, timeout=seconds)
     except urllib.error.HTTPError as exc:
-        raise error(
-            f"cannot download {url}: HTTP {exc.code} {exc.reason} {tail}"
-        ) from None
+        raise error(f"cannot download {url}: HTTP {exc.code} {exc.reason} {tail}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
-            raise error(
-                f"cannot download {url}: no response within {seconds:g}s {tail}"
-            ) from None
+            raise error(f"cannot download {url}: no response within {seconds:g}s {tail}") from None
         raise error(f"cannot download {url}: {_reason(exc.reason)} {tail}") from None
     except TimeoutError:
-        raise error(
-            f"cannot download {url}: no response within {seconds:g}s {tail}"
-        ) from None
+        raise error(f"cannot download {url}: no response within {seconds:g}s {tail}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise error(f"cannot download {url}: {_reason(exc)} {tail}") from None
 
