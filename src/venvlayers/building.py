@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -28,17 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-
 from . import appmodules, dynlibs
-from ._cache import cache_root
+from ._envfiles import relocatable_scripts, sitecustomize_text
 from ._fs import format_json, link_tree, remove_tree, write_atomic, write_if_changed
 from ._hashing import hash_strings
-from ._proc import run
+from ._install import sync_layer
 from ._progress import NULL_REPORTER, Reporter
-from ._pylock import LockedPackage, read_pylock
-from ._uv import run_uv
-from ._wheelcache import WheelTarget, local_wheels
+from ._pylock import LockedPackage
+from ._wheelcache import WheelTarget
 from .errors import BuildError
 from .graph import dependency_levels, select_layers
 from .layout import (
@@ -53,7 +49,7 @@ from .layout import (
 from .lockstate import LockState, evaluate_locks
 from .names import BuildName, DeployName
 from .platforms import TargetPlatform, build_platform
-from .runtimes import RuntimeArchive, obtain_runtime, unpack_runtime
+from .runtimes import RuntimeArchive, obtain_runtime, unpacked_runtime
 from .spec import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 
 __all__ = ["BuildOptions", "LayerBuildResult", "build_stack", "plan_stack"]
@@ -262,7 +258,7 @@ def build_stack(
             synced = dict(
                 zip(
                     [p.build_name for p in todo],
-                    pool.map(lambda p: _sync_packages(p, options, reporter), todo),
+                    pool.map(lambda p: _sync(p, options, reporter), todo),
                     strict=True,
                 )
             )
@@ -374,7 +370,8 @@ def _prepare(plan: LayerPlan, previous: dict[str, Any], clean: bool, trash: _Tra
 
 def _finish(plan: LayerPlan, packages: list[LockedPackage], previous_modules: list[str]) -> None:
     """Everything after the package sync; the build stamp is written last."""
-    _fix_scripts(plan)
+    if not plan.layout.windows:
+        relocatable_scripts(plan.path / plan.layout.bin_dir, plan.path)
     modules: list[str] = []
     if isinstance(plan.layer, ApplicationSpec):
         sources = [plan.layer.launch_module, *plan.layer.support_modules]
@@ -411,52 +408,6 @@ def _prepare_runtime(plan: LayerPlan, previous: dict[str, Any], trash: _Trash) -
         raise BuildError(f"{plan.build_name}: cannot unpack the runtime ({exc})") from None
 
 
-def unpacked_runtime(runtime: RuntimeArchive) -> Path:
-    """The runtime archive unpacked once into the cache, to be linked into builds."""
-    tree = cache_root() / "runtimes" / runtime.sha256 / "tree"
-    if tree.is_dir():  # renamed into place complete, so present means whole
-        return tree
-    tmp = tree.with_name(f"tree.tmp-{os.getpid()}-{threading.get_ident()}")
-    remove_tree(tmp)
-    unpack_runtime(runtime, tmp)
-    _compile_stdlib(tmp, runtime)
-    try:
-        os.rename(tmp, tree)
-    except OSError:  # another build unpacked it first
-        remove_tree(tmp)
-        if not tree.is_dir():
-            raise
-    return tree
-
-
-def _compile_stdlib(tree: Path, runtime: RuntimeArchive) -> None:
-    """Give the runtime's standard library its bytecode, once per runtime.
-
-    Without it every interpreter start (uv's queries of each new environment included)
-    compiles the stdlib modules it imports from source, costing ~0.4 s each time.
-    """
-    minor = ".".join(runtime.version.split(".")[:2])
-    python = tree / ("python.exe" if runtime.platform.os == "win" else f"bin/python{minor}")
-    stdlib = tree / ("Lib" if runtime.platform.os == "win" else f"lib/python{minor}")
-    run(
-        [
-            python,
-            "-I",
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            "-x",
-            r"[/\\]site-packages[/\\]",
-            stdlib,
-        ],
-        what=f"compiling the standard library of {runtime.name}",
-        error=BuildError,
-        check=False,  # a module that does not compile (e.g. a test file) is not fatal
-    )
-
-
 def _prepare_venv(plan: LayerPlan) -> None:
     """A virtual environment skeleton whose interpreter is a relative link to the runtime."""
     layout = plan.layout
@@ -490,20 +441,9 @@ def _symlink(link: Path, target: str) -> None:
     link.symlink_to(target)
 
 
-def _sync_packages(
-    plan: LayerPlan, options: BuildOptions, reporter: Reporter
-) -> list[LockedPackage]:
+def _sync(plan: LayerPlan, options: BuildOptions, reporter: Reporter) -> list[LockedPackage]:
     """Make the layer's packages exactly those its lock installs (never those from below)."""
-    lock_path = plan.lock.paths.pylock
     layer = plan.layer
-    here = plan.layout.platform.marker_environment(
-        plan.layout.py_version, layer.runtime_spec.implementation
-    )
-    packages = [
-        p
-        for p in read_pylock(lock_path)
-        if not p.shared and (p.marker is None or p.marker.evaluate(here))
-    ]
     target = WheelTarget(
         platform=plan.layout.platform,
         py_version=plan.layout.py_version,
@@ -511,83 +451,14 @@ def _sync_packages(
         linux_target=layer.linux_target,
         macosx_target=layer.macosx_target,
     )
-    files = local_wheels(
-        packages,
+    return sync_layer(
+        plan.path / plan.layout.python,
+        plan.lock.paths.pylock,
         target,
-        lock_dir=lock_path.parent,
         search_dirs=options.local_wheels,
         reporter=reporter,
         layer=plan.build_name,
     )
-    with tempfile.TemporaryDirectory(prefix="venvlayers-sync-") as tmp:
-        install_lock = Path(tmp) / "pylock.toml"
-        install_lock.write_text(_install_lock(packages, files), "utf-8")
-        run_uv(
-            [
-                "pip",
-                "sync",
-                "--python",
-                str(plan.path / plan.layout.python),
-                "--require-hashes",
-                "--no-build",
-                "--offline",
-                "--allow-empty-requirements",
-                "--quiet",
-                str(install_lock),
-            ],
-            what=f"installing the packages of {plan.build_name}",
-            error=BuildError,
-        )
-    return packages
-
-
-def _install_lock(packages: list[LockedPackage], files: dict[str, Path]) -> str:
-    """The layer's own packages, each with the one local wheel chosen for this machine."""
-    entries = []
-    for package in packages:
-        entry = package.to_toml()
-        entry.pop("marker", None)  # only packages needed on this platform are listed
-        wheel = next(w for w in package.wheels if w.filename == files[package.name].name)
-        item = tomlkit.inline_table()
-        item["path"] = str(files[package.name])
-        item["hashes"] = {"sha256": wheel.sha256}
-        wheels = tomlkit.array()
-        wheels.append(item)
-        entry["wheels"] = wheels
-        entries.append(entry)
-    return tomlkit.dumps({"lock-version": "1.0", "created-by": "venvlayers", "packages": entries})
-
-
-_LAUNCHER = """#!/bin/sh
-'''exec' "$(dirname -- "$(realpath -- "$0")")"/'{name}' "$0" "$@"
-' '''
-"""
-
-
-def _fix_scripts(plan: LayerPlan) -> None:
-    """Console scripts with an absolute shebang into this layer get a relative launcher.
-
-    The launcher is both a shell script and a Python file: the shell runs the
-    interpreter next to the script's real location, which then reads the rest.
-    """
-    bin_dir = plan.path / plan.layout.bin_dir
-    if plan.layout.windows or not bin_dir.is_dir():
-        return
-    layer_root = str(plan.path.resolve()) + "/"
-    for script in sorted(bin_dir.iterdir()):
-        if script.is_symlink() or not script.is_file():
-            continue
-        content = script.read_bytes()
-        first, _, rest = content.partition(b"\n")
-        if not first.startswith(b"#!"):
-            continue
-        words = first[2:].decode("utf-8", "replace").split()
-        if not words or not words[0].startswith(layer_root):
-            continue
-        launcher = _LAUNCHER.format(name=os.path.basename(words[0]))
-        mode = script.stat().st_mode
-        write_atomic(script, launcher.encode() + rest)  # a new inode: uv's cache is untouched
-        script.chmod(mode)
 
 
 def _link_libraries(plan: LayerPlan) -> list[str]:
@@ -633,26 +504,5 @@ def _write_layer_files(plan: LayerPlan, dynlib_dirs: list[str]) -> None:
     write_if_changed(plan.path / POSTINSTALL, _INJECTED.read_text("utf-8"))
     if not layout.is_runtime:
         site = plan.path / layout.site_dir
-        write_if_changed(site / SITECUSTOMIZE, sitecustomize_text(config["pylib_dirs"], layout))
-
-
-def sitecustomize_text(pylib_dirs: Sequence[str], layout: Layout) -> str:
-    """Adds the lower layers' site-packages (relative to this file) to sys.path."""
-    depth = len(Path(layout.site_dir).parts)  # from site-packages back up to the layer
-    up = "/".join([".."] * depth)
-    entries = "".join(f'        "{up}/{d}",\n' for d in pylib_dirs)
-    return (
-        '"""Generated by venvlayers: puts the lower layers of this layer on sys.path.\n\n'
-        "Paths are relative to this file, so the stack can be moved as a whole.\n"
-        '"""\n\n\n'
-        "def _add_lower_layers() -> None:\n"
-        "    import os\n"
-        "    import site\n\n"
-        "    here = os.path.dirname(os.path.abspath(__file__))\n"
-        "    for relative in (\n"
-        f"{entries}"
-        "    ):\n"
-        "        site.addsitedir(os.path.normpath(os.path.join(here, relative)))\n\n\n"
-        "_add_lower_layers()\n"
-        "del _add_lower_layers\n"
-    )
+        text = sitecustomize_text(config["pylib_dirs"], layout.site_dir)
+        write_if_changed(site / SITECUSTOMIZE, text)
