@@ -229,14 +229,17 @@ def build_stack(
     ordered = [plans[x.build_name] for x in layers]
     todo: list[LayerPlan] = []
     for plan in ordered:
-        fresh = _up_to_date(plan) and not options.clean
-        if plan.build_name not in wanted and not fresh and read_stamp(plan.path) is not None:
+        current = _up_to_date(plan)
+        if plan.build_name in wanted:
+            if options.clean or not current:
+                todo.append(plan)
+        elif read_stamp(plan.path) is None:
+            todo.append(plan)  # a dependency never built: build it if needed
+        elif not current:
             raise BuildError(
                 f"{plan.build_name}: its build is out of date; build it too "
                 "(--build-dependencies) before building the layers on top of it"
             )
-        if not fresh and (plan.build_name in wanted or read_stamp(plan.path) is None):
-            todo.append(plan)
     build_root.mkdir(parents=True, exist_ok=True)
     _write_aliases(build_root, plans.values())
     jobs = options.jobs or min(4, os.cpu_count() or 2)

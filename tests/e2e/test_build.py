@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import Built, run_app_json, run_layer_python, scrubbed_env
 
 
@@ -154,3 +156,27 @@ def test_removed_requirement_disappears_on_rebuild(layered_stack: Built) -> None
         spec.write_text(original)
         layered_stack.lock(if_needed=True)
         layered_stack.build()
+
+
+def test_interrupted_build_is_never_taken_for_finished(
+    layered_stack: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import venvlayers.building as building
+
+    stamp = layered_stack.build_dir / "app-one" / "share/venv/metadata/venvlayers_build.json"
+    real_finish = building._finish
+
+    def crash(plan: object, *args: object) -> None:
+        if getattr(plan, "build_name", "") == "app-one":
+            raise KeyboardInterrupt  # Ctrl-C in the middle of finishing the layer
+        real_finish(plan, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(building, "_finish", crash)
+    with pytest.raises(KeyboardInterrupt):
+        layered_stack.build(include=("app-one",), clean=True)
+    assert not stamp.exists()  # unfinished: no build stamp
+    monkeypatch.setattr(building, "_finish", real_finish)
+    results = {r.build_name: r.action for r in layered_stack.build()}
+    assert results["app-one"] == "built"
+    assert stamp.exists()
+    assert run_app_json(layered_stack.build_dir / "app-one", "one")["answer"] == 42
