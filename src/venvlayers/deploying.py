@@ -40,6 +40,7 @@ from typing import Any
 
 from . import _deploy_state as st
 from ._deploy_commit import apply_transaction, prune_manifests, recover
+from ._deploy_extract import extractor
 from ._deploy_run import AppCommand, app_command, app_environment, run_app
 from ._deploy_source import PublishedLayer, Selection, StackSource, select_layers
 from ._deploy_status import AppStatus, LayerStatus, TargetStatus, status
@@ -48,7 +49,6 @@ from ._progress import NULL_REPORTER, Reporter
 from .archives import (
     ExtractedLayer,
     ManifestEntry,
-    extract_archive,
     hash_installed_tree,
     verify_file,
 )
@@ -302,10 +302,9 @@ def _stage_layers(
 ) -> dict[DeployName, st.LayerRecord]:
     """Extract every layer of `todo` into `staging` and finish it there.
 
-    Extractions run in parallel (mostly decompression and file writes, which release
-    the GIL). A layer's postinstall starts once it is extracted and the postinstall
-    of every staged layer below it has finished: lower layers first, as the protocol
-    requires, while independent layers (and extractions) overlap.
+    Extractions run in parallel. A layer's postinstall starts as soon as it and the
+    layers below it are extracted and its runtime's postinstall has finished, so
+    postinstalls overlap with each other and with the remaining extractions.
     """
     staged = {layer.install_target for layer in todo}
     for layer in todo:
@@ -325,15 +324,15 @@ def _stage_layers(
         records[layer.install_target] = _record(layer, layer_dir, manifest)
         times[layer.install_target] = time.monotonic() - started
 
+    # runtimes first (every other postinstall waits for theirs), then the biggest first
+    order = sorted(todo, key=lambda x: (x.category is not LayerCategory.RUNTIMES, -x.archive_size))
     with (
-        ThreadPoolExecutor(_JOBS, thread_name_prefix="deploy-extract") as extracting,
+        extractor([x.archive_size for x in order], _JOBS, reporter) as submit,
         ThreadPoolExecutor(_JOBS, thread_name_prefix="deploy-finish") as finishing,
     ):
         extractions = {
-            layer.install_target: extracting.submit(
-                _extract, layer, archives[layer.install_target], staging, reporter
-            )
-            for layer in todo
+            x.install_target: submit(x.install_target, archives[x.install_target], staging)
+            for x in order
         }
         try:
             _schedule(todo, extractions, finishing, finish)
@@ -350,18 +349,31 @@ def _schedule(
     pool: ThreadPoolExecutor,
     finish: Callable[[PublishedLayer, ExtractedLayer], None],
 ) -> None:
-    """Start each layer's `finish` when it is extracted and its staged lower layers finished."""
+    """Run each layer's `finish` once it can: see `_stage_layers`.
+
+    What a postinstall needs is the runtime's interpreter (finished first, as the
+    first layer in install order) and the layers below it unpacked; the protocol's
+    simpler rule, lower layers' postinstalls first, is one way to ensure that.
+    """
     waiting = list(todo)
     running: dict[Future[None], DeployName] = {}
     finished: set[DeployName] = set()
     staged = set(extractions)
+
+    def ready(layer: PublishedLayer) -> bool:
+        runtime = layer.runtime_layer
+        staged_runtime = layer.category is not LayerCategory.RUNTIMES and runtime in staged
+        if staged_runtime and runtime not in finished:
+            return False
+        needed = [layer.install_target, *(low for low in layer.lower if low in staged)]
+        return all(extractions[name].done() for name in needed)
+
     while waiting or running:
         for layer in list(waiting):
-            extraction = extractions[layer.install_target]
-            lower_done = all(low in finished or low not in staged for low in layer.lower)
-            if lower_done and extraction.done():
+            if ready(layer):
                 waiting.remove(layer)
-                running[pool.submit(finish, layer, extraction.result())] = layer.install_target
+                extracted = extractions[layer.install_target].result()
+                running[pool.submit(finish, layer, extracted)] = layer.install_target
         watch: set[Future[Any]] = set(running) | {
             extractions[layer.install_target] for layer in waiting
         }
@@ -371,24 +383,6 @@ def _schedule(
             name = running.pop(future, None)
             if name is not None:
                 finished.add(name)
-
-
-def _extract(
-    layer: PublishedLayer, archive: Path, staging: Path, reporter: Reporter
-) -> ExtractedLayer:
-    """Extract into an empty directory of its own, then move the top folder beside the others."""
-    container = staging / f".extract-{layer.install_target}"
-    container.mkdir()
-    result = extract_archive(
-        archive,
-        container,
-        expected_root=layer.install_target,
-        reporter=reporter,
-        report_key=f"deploy:{layer.install_target}",
-    )
-    os.rename(result.path, staging / layer.install_target)
-    container.rmdir()
-    return result
 
 
 def _run_postinstall(
