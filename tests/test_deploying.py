@@ -8,6 +8,7 @@ stacks are deployed in `tests/e2e/test_deploy.py`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import http.server
@@ -21,6 +22,7 @@ import sys
 import tarfile
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ import pytest
 
 import venvlayers
 from tests.support.archives import tar_member, write_tar
-from venvlayers import _archive_extract, _deploy_state, deploying
+from venvlayers import _archive_extract, _deploy_extract, _deploy_state, deploying
 from venvlayers._deploy_source import Selection, StackSource, parse_layers, select_layers
 from venvlayers.archives import ArchiveFormat, write_archive
 from venvlayers.cli import main
@@ -701,6 +703,86 @@ def test_a_failing_postinstall_changes_nothing(
         deploying.deploy(published, deployed)
     assert snapshot(deployed) == before
     assert leftovers(deployed) == []
+
+
+# -- extraction in worker processes --------------------------------------------------------
+
+
+@pytest.fixture
+def with_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Extract even the fake stack's tiny archives in worker processes."""
+    monkeypatch.setattr(_deploy_extract, "PROCESS_THRESHOLD", 0)
+
+
+@pytest.mark.usefixtures("with_workers")
+def test_deploying_with_worker_processes(published: Path, tmp_path: Path) -> None:
+    class Progress(venvlayers._progress.Reporter):
+        def __init__(self) -> None:
+            self.keys: list[str] = []
+
+        def begin(self, key: str, description: str, total: int | None = None) -> None:
+            self.keys.append(key)
+
+    progress = Progress()
+    target = tmp_path / "t"
+    deploying.deploy(published, target, reporter=progress)
+    assert sorted(progress.keys) == [
+        "deploy:app-hello",
+        "deploy:app-other@1",
+        "deploy:framework-fw",
+        "deploy:rt",
+    ]
+    assert run_hello(target).stdout.split() == ["v1"]
+    assert not deploying.status(target, verify=True).damaged
+
+
+@pytest.mark.usefixtures("with_workers")
+def test_a_worker_reports_an_unsafe_archive(
+    published: Path, deployed: Path, tmp_path: Path
+) -> None:
+    members = [tar_member("app-hello", DIR), tar_member("app-hello/../x", data=b"x")]
+    replace_archive(published, "app-hello", write_tar(tmp_path / "bad.tar.gz", members))
+    before = snapshot(deployed)
+    with pytest.raises(ArchiveError, match=r"unsafe archive .*'\.\.' in member"):
+        deploying.deploy(published, deployed, force=True)
+    assert snapshot(deployed) == before
+
+
+WORKER_PARENT = """
+import os, sys, time
+from pathlib import Path
+from venvlayers import _deploy_extract
+_deploy_extract.PROCESS_THRESHOLD = 0
+archive, staging = Path(sys.argv[1]), Path(sys.argv[2])
+worker = _deploy_extract._start_worker()
+print(worker.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG")
+def test_workers_die_with_their_deploy(published: Path, tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WORKER_PARENT, str(published / "rt.tar.gz"), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    time.sleep(0.5)  # let it reach prctl()
+    parent.kill()
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(worker, os.WNOHANG)
+        time.sleep(0.05)
+    else:
+        os.kill(worker, 9)
+        raise AssertionError("the worker outlived its deploy")
 
 
 # -- the commit phase: interruptions and recovery -----------------------------------------

@@ -354,10 +354,15 @@ def test_a_full_disk_changes_nothing(releases: Releases, tiny_disk: Path) -> Non
 KILLER = textwrap.dedent("""\
     import os, signal, sys
     from pathlib import Path
-    from venvlayers import _deploy_commit, _deploy_state, deploying
+    from venvlayers import _deploy_commit, _deploy_extract, _deploy_state, deploying
 
     module, name, when, nth, source, target = sys.argv[1:]
-    owner = {"deploying": deploying, "state": _deploy_state, "commit": _deploy_commit}[module]
+    owner = {
+        "deploying": deploying,
+        "extract": _deploy_extract,
+        "state": _deploy_state,
+        "commit": _deploy_commit,
+    }[module]
     real = getattr(owner, name)
     calls = []
 
@@ -380,7 +385,7 @@ KILLER = textwrap.dedent("""\
 # "prepare": nothing moved yet; "commit": the transaction is recorded, some layers may be
 # moved; "cleanup": the state is final, only the staging directory is left
 KILL_POINTS = [
-    ("deploying", "_extract", "after", 1, "prepare"),
+    ("extract", "extract_layer", "after", 1, "prepare"),
     ("deploying", "_run_postinstall", "before", 2, "prepare"),
     ("state", "write_manifest", "after", 1, "prepare"),
     ("state", "write_state", "after", 1, "commit"),
