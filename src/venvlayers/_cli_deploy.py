@@ -28,7 +28,7 @@ OptionalTargetOpt = Annotated[
     typer.Option(
         "--target",
         "-t",
-        help="The deployment, export or build directory [default: the current directory].",
+        help="The deployment, export or build directory (default: the current directory).",
         file_okay=False,
     ),
 ]
@@ -49,12 +49,12 @@ def deploy_command(
         typer.Option(
             "--app",
             help="Deploy this app (short name, build name or install target) and the layers "
-            "it needs (repeatable) [default: every layer].",
+            "it needs (repeatable; default: every layer).",
         ),
     ] = None,
     platform: Annotated[
         str | None,
-        typer.Option("--platform", help="Deploy layers for this platform [default: this one]."),
+        typer.Option("--platform", help="Deploy layers for this platform (default: this one)."),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Reinstall layers that are already deployed.")
@@ -138,8 +138,8 @@ def run_command(
 ) -> None:
     """Run a deployed (or exported, or built) app: `<layer>/bin/python -m <launch module>`.
 
-    Arguments, stdin/stdout and the app's exit code pass straight through. Put
-    options of venvlayers before APP, the app's own after `--`.
+    Arguments, stdin/stdout and the app's exit code pass straight through. Put the
+    app's own arguments after `--` (`venvlayers run one --target DIR -- --verbose`).
     """
     code = run_app(app_name, location=target, args=tuple(args or ()))
     raise typer.Exit(code)
