@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,3 +70,27 @@ def sitecustomize_text(pylib_dirs: Sequence[str], site_dir: str) -> str:
         "_add_lower_layers()\n"
         "del _add_lower_layers\n"
     )
+
+
+def refresh_records(site_dir: Path, changed: Sequence[Path]) -> None:
+    """Update the RECORD lines of files we rewrote (hash and size), as installers would.
+
+    Without this a rewritten console script keeps the hash of uv's version, whose
+    shebang named the build directory: the layer would differ between build dirs.
+    """
+    if not changed:
+        return
+    wanted = {os.path.realpath(p): p for p in changed}
+    for record in site_dir.glob("*.dist-info/RECORD"):
+        lines = record.read_text("utf-8").splitlines()
+        updated = False
+        for i, line in enumerate(lines):
+            path, _, _rest = line.partition(",")
+            target = os.path.realpath(site_dir / path)
+            if target in wanted:
+                data = wanted[target].read_bytes()
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+                lines[i] = f"{path},sha256={digest.decode()},{len(data)}"
+                updated = True
+        if updated:
+            write_atomic(record, "\n".join(lines) + "\n")  # RECORD may be linked to uv's cache

@@ -93,7 +93,12 @@ def _tail_message(text: str) -> str:
         low = line.lower()
         if low.startswith(("error:", "× ", "x ")):
             rest = lines[lines.index(line) :]
-            return " ".join(rest[:6])
+            text = " ".join(rest[:6])
+            # our own message already says it failed: drop the tool's "error:" prefix
+            for prefix in ("error:", "× "):
+                if text.lower().startswith(prefix):
+                    text = text[len(prefix) :].lstrip()
+            return text
     return " ".join(lines[-3:])
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import appmodules, dynlibs
-from ._envfiles import relocatable_scripts, sitecustomize_text
+from ._envfiles import refresh_records, relocatable_scripts, sitecustomize_text
 from ._fs import format_json, link_tree, remove_tree, write_atomic, write_if_changed
 from ._hashing import hash_strings
 from ._install import sync_layer
@@ -57,7 +57,7 @@ __all__ = ["BuildOptions", "LayerBuildResult", "build_stack", "plan_stack"]
 _LOG = logging.getLogger(__name__)
 
 # bump when the layout of built layers changes, so older builds are redone
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 _INJECTED = Path(__file__).parent / "_injected" / "postinstall.py"
 
 
@@ -374,7 +374,8 @@ def _prepare(plan: LayerPlan, previous: dict[str, Any], clean: bool, trash: _Tra
 def _finish(plan: LayerPlan, packages: list[LockedPackage], previous_modules: list[str]) -> None:
     """Everything after the package sync; the build stamp is written last."""
     if not plan.layout.windows:
-        relocatable_scripts(plan.path / plan.layout.bin_dir, plan.path)
+        scripts = relocatable_scripts(plan.path / plan.layout.bin_dir, plan.path)
+        refresh_records(plan.path / plan.layout.site_dir, scripts)
     modules: list[str] = []
     if isinstance(plan.layer, ApplicationSpec):
         sources = [plan.layer.launch_module, *plan.layer.support_modules]
