@@ -121,7 +121,7 @@ def render_lock_results(results: list[LayerLockResult]) -> None:
     for r in results:
         table.add_row(
             str(r.deploy_name),
-            {"locked": "locked (changed)", "relocked": "unchanged", "valid": "valid"}[r.action],
+            {"locked": "locked (changed)", "relocked": "same pins", "valid": "valid"}[r.action],
             str(r.lock_version),
             str(r.packages),
             str(r.shared),

@@ -253,7 +253,7 @@ def _postprocess(
         had_wheels = bool(package.wheels)
         wheels = tuple(
             _relative_wheel(w, request)
-            for w in package.wheels
+            for w in _one_per_file(package.wheels)
             if any(targets.installable(w, p) for p in platforms)
         )
         package = replace(package, marker=marker, wheels=wheels)
@@ -274,6 +274,25 @@ def _postprocess(
     if missing:
         raise LockError(_missing_wheels_message(layer, missing))
     return result
+
+
+def _one_per_file(wheels: Sequence[LockedWheel]) -> list[LockedWheel]:
+    """One entry per wheel file: an index URL beats a local copy of the same file.
+
+    A wheel found both in --local-wheels and on an index is the same file (same
+    sha256); recording the URL keeps the lock portable, and builds still use the local
+    copy when they are given the directory holding it.
+    """
+    chosen: dict[str, LockedWheel] = {}
+    for wheel in wheels:
+        best = chosen.get(wheel.sha256)
+        if best is None or (_is_local(best) and not _is_local(wheel)):
+            chosen[wheel.sha256] = wheel
+    return [w for w in wheels if chosen[w.sha256] is w]
+
+
+def _is_local(wheel: LockedWheel) -> bool:
+    return wheel.url is None or wheel.url.startswith("file:")
 
 
 def _provided_below(
@@ -338,7 +357,19 @@ def _explain_failure(request: ResolveRequest, message: str) -> str:
             f"{name}=={pin.package.version}{want_text}; change one layer's requirements "
             f"(uv: {summary})"
         )
-    return f"{layer}: cannot be locked: {summary}"
+    hint = _local_wheel_hint(request, message)
+    return f"{layer}: cannot be locked: {summary}{hint}"
+
+
+def _local_wheel_hint(request: ResolveRequest, message: str) -> str:
+    """If the previous lock took a package uv now cannot find from a local wheel, say so."""
+    for package in request.previous or ():
+        if package.name in message.lower() and any(w.path for w in package.wheels):
+            return (
+                f"; the previous lock took {package.name} from a local wheel: pass the "
+                "directory holding it with --local-wheels"
+            )
+    return ""
 
 
 def _requirement_on(name: str, message: str, pinned_version: str) -> str | None:

@@ -159,7 +159,10 @@ def _check(
     if meta.get("lock_input_hash") != inputs.lock_input_hash:
         return "requirements changed"
     if meta.get("other_inputs_hash") != inputs.other_inputs_hash:
-        return "runtime, platforms, indexes or lower-layer pins changed"
+        return (
+            "other lock inputs changed (runtime, platforms, indexes, lower-layer pins, "
+            "or how this venvlayers version hashes them)"
+        )
     if versioned and meta.get("version_inputs_hash") != inputs.version_inputs_hash:
         return "versioned layer inputs (name or launch modules) changed"
     return None
