@@ -81,7 +81,7 @@ def build(
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Build layer environments from their locks (in _build/<layer>/).
+    """Build layer environments from their locks (in `_build/<layer>/`).
 
     Unchanged layers are skipped; independent layers build in parallel. The result
     runs in place (`venvlayers run APP --target _build`) and after moving the whole

@@ -74,8 +74,8 @@ def lock(
 ) -> None:
     """Lock every layer's requirements (integrated across layers, cross-platform, stable).
 
-    Writes requirements/<layer>/pylock.<layer>.toml, its .meta.json and a
-    packages-<layer>.txt summary. Relocking keeps existing pins unless --upgrade or
+    Writes `requirements/<layer>/pylock.<layer>.toml`, its `.meta.json` and a
+    `packages-<layer>.txt` summary. Relocking keeps existing pins unless --upgrade or
     --upgrade-package asks to move them.
     """
     stack = StackSpec.load(Path(spec))

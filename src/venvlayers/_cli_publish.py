@@ -47,7 +47,8 @@ LevelOpt = Annotated[
 TagOpt = Annotated[
     bool,
     typer.Option(
-        "--tag-outputs", help="Name archives <layer>-<platform>-<build>.<ext> instead of <layer>."
+        "--tag-outputs",
+        help="Name archives `<layer>-<platform>-<build>.<ext>` instead of `<layer>.<ext>`.",
     ),
 ]
 BytecodeOpt = Annotated[
@@ -85,8 +86,8 @@ def publish(
 ) -> None:
     """Publish built layers as reproducible archives plus venvstacks-compatible metadata.
 
-    Writes one archive per layer and __venvstacks__/venvstacks.json with
-    __venvstacks__/env_metadata/<layer>.json into the output directory. Unchanged
+    Writes one archive per layer and `__venvstacks__/venvstacks.json` with
+    `__venvstacks__/env_metadata/<layer>.json` into the output directory. Unchanged
     layers are skipped.
     """
     stack = StackSpec.load(Path(spec))
@@ -126,7 +127,7 @@ def local_export(
     """Export built layers as ready-to-run directories (postinstall already run).
 
     The export directory holds each layer under its deployed name plus the same
-    __venvstacks__ metadata as a publish (without archive fields).
+    `__venvstacks__` metadata as a publish (without archive fields).
     """
     stack = StackSpec.load(Path(spec))
     options = ExportOptions(
