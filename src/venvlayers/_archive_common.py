@@ -45,6 +45,10 @@ class ArchiveFormat(StrEnum):
         return None
 
 
+DEFAULT_FORMAT = ArchiveFormat.TAR_ZST
+"""Chosen by measurement (bench/archive_formats.py): see `archives.default_level`."""
+
+
 @dataclass(frozen=True)
 class ArchiveInfo:
     """A finished archive: where it is, its size in bytes and its sha256 (hex, no prefix)."""

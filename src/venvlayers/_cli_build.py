@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
+from ._archive_common import DEFAULT_FORMAT, ArchiveFormat
 from ._cli_common import (
     DEFAULT_SPEC,
     OUT,
@@ -23,14 +24,10 @@ from ._cli_common import (
 from ._cli_lock import IndexOpt, LocalWheelsOpt, render_lock_results
 from ._cli_publish import render_outputs
 from ._cli_show import render_tree
-from .archives import DEFAULT_FORMAT, ArchiveFormat
-from .building import BuildOptions, LayerBuildResult, build_stack
-from .graph import select_layers
-from .layerstate import lock_info_for
-from .locking import LockOptions, lock_stack
-from .publishing import PublishOptions, publish_stack
-from .spec import LayerSpec, StackSpec
-from .status import stack_status, status_tree_lines
+
+if TYPE_CHECKING:  # the API is imported when a command runs: --help stays fast
+    from .building import LayerBuildResult
+    from .spec import LayerSpec, StackSpec
 
 
 @app.command()
@@ -87,6 +84,11 @@ def build(
     runs in place (`venvlayers run APP --target _build`) and after moving the whole
     build directory.
     """
+    from .building import BuildOptions, build_stack
+    from .locking import LockOptions, lock_stack
+    from .publishing import PublishOptions, publish_stack
+    from .spec import StackSpec
+
     stack = StackSpec.load(Path(spec))
     patterns = tuple(include or ())
     if show or show_only:
@@ -164,6 +166,10 @@ def _show_plan(
     lock_if_needed: bool,
     derived: bool,
 ) -> None:
+    from .graph import select_layers
+    from .layerstate import lock_info_for
+    from .status import stack_status, status_tree_lines
+
     selection = select_layers(stack, patterns or None, derived=derived, allow_missing=allow_missing)
     chosen = {x.build_name for x in (*selection.matched, *selection.derived)}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,8 +19,9 @@ from ._cli_common import (
     app,
     print_json,
 )
-from .locking import LayerLockResult, LockOptions, lock_stack
-from .spec import StackSpec
+
+if TYPE_CHECKING:  # the API is imported when a command runs: --help stays fast
+    from .locking import LayerLockResult
 
 LocalWheelsOpt = Annotated[
     list[Path] | None,
@@ -78,6 +79,9 @@ def lock(
     `packages-<layer>.txt` summary. Relocking keeps existing pins unless --upgrade or
     --upgrade-package asks to move them.
     """
+    from .locking import LockOptions, lock_stack
+    from .spec import StackSpec
+
     stack = StackSpec.load(Path(spec))
     options = LockOptions(
         include=tuple(include or ()),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
+from ._archive_common import DEFAULT_FORMAT, ArchiveFormat
 from ._cli_common import (
     DEFAULT_SPEC,
     OUT,
@@ -21,9 +22,9 @@ from ._cli_common import (
     print_json,
 )
 from ._fs import human_size
-from .archives import DEFAULT_FORMAT, ArchiveFormat
-from .publishing import ExportOptions, LayerOutput, PublishOptions, export_stack, publish_stack
-from .spec import StackSpec
+
+if TYPE_CHECKING:  # the API is imported when a command runs: --help stays fast
+    from .publishing import LayerOutput
 
 OutputDirOpt = Annotated[
     Path | None,
@@ -90,6 +91,9 @@ def publish(
     `__venvstacks__/env_metadata/<layer>.json` into the output directory. Unchanged
     layers are skipped.
     """
+    from .publishing import PublishOptions, publish_stack
+    from .spec import StackSpec
+
     stack = StackSpec.load(Path(spec))
     options = PublishOptions(
         build_dir=_absolute(build_dir),
@@ -129,6 +133,9 @@ def local_export(
     The export directory holds each layer under its deployed name plus the same
     `__venvstacks__` metadata as a publish (without archive fields).
     """
+    from .publishing import ExportOptions, export_stack
+    from .spec import StackSpec
+
     stack = StackSpec.load(Path(spec))
     options = ExportOptions(
         build_dir=_absolute(build_dir),

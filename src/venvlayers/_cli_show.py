@@ -16,9 +16,6 @@ from ._cli_common import (
     app,
     print_json,
 )
-from .layerstate import lock_info_for
-from .spec import StackSpec
-from .status import stack_status, status_tree_lines
 
 
 @app.command()
@@ -33,6 +30,10 @@ def show(
     A leading `*` marks a layer without a valid lock; versioned layers show
     `build-name -> deployed-name`. Disabled layers (platforms = []) are left out.
     """
+    from .layerstate import lock_info_for
+    from .spec import StackSpec
+    from .status import stack_status, status_tree_lines
+
     stack = StackSpec.load(Path(spec))
     status = stack_status(stack, lock_info_for(stack), include=include, allow_missing=allow_missing)
     if json_output:

@@ -30,7 +30,7 @@ from ._archive_codecs import (
     ZstdStream,
     chunk_codec,
 )
-from ._archive_common import ArchiveFormat, ArchiveInfo, ManifestEntry
+from ._archive_common import DEFAULT_FORMAT, ArchiveFormat, ArchiveInfo, ManifestEntry
 from ._archive_extract import ExtractedLayer, extract
 from ._archive_write import SourceEntry, ZipStreamWriter, scan_tree, write_tar
 from ._hashing import file_sha256
@@ -52,8 +52,6 @@ __all__ = [
     "write_archive",
 ]
 
-DEFAULT_FORMAT = ArchiveFormat.TAR_ZST
-"""Chosen by measurement (bench/archive_formats.py): see `default_level`."""
 
 _DEFAULT_LEVELS = {
     # Measured on a 251 MB numpy/scipy/pandas/scikit-learn venv, two cores: zstd 10 is
