@@ -374,9 +374,17 @@ def _schedule(
                 waiting.remove(layer)
                 extracted = extractions[layer.install_target].result()
                 running[pool.submit(finish, layer, extracted)] = layer.install_target
-        watch: set[Future[Any]] = set(running) | {
-            extractions[layer.install_target] for layer in waiting
-        }
+        unfinished: set[Future[Any]] = set()
+        for layer in waiting:
+            extraction = extractions[layer.install_target]
+            if not extraction.done():
+                unfinished.add(extraction)
+            elif extraction.exception() is not None:
+                extraction.result()  # a failed extraction stops the deploy at once
+        # never a done extraction: wait() would return at once, and this loop spin
+        watch = unfinished | set(running)
+        if not watch:
+            raise DeployError(f"cannot order the postinstalls of {', '.join(map(str, waiting))}")
         done, _ = wait(watch, return_when=FIRST_COMPLETED)
         for future in done:
             future.result()  # the first failure stops the deploy
