@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from ._cli_common import OUT, JsonOpt, RichReporter, app, print_json, say
 from ._fs import human_size
-from .deploying import (
-    DeployResult,
-    TargetStatus,
-    deploy,
-    remove,
-    run_app,
-    status,
-)
+
+if TYPE_CHECKING:  # the API is imported when a command runs: `run` starts apps quickly
+    from .deploying import DeployResult, TargetStatus
 
 TargetOpt = Annotated[
     Path,
@@ -67,6 +62,8 @@ def deploy_command(
     app needs any more are removed. An interrupted deploy leaves the previous one
     working and is finished or cleaned up by the next.
     """
+    from .deploying import deploy
+
     with RichReporter(bytes_mode=True, transient=True) as reporter:
         result = deploy(
             source,
@@ -141,6 +138,8 @@ def run_command(
     Arguments, stdin/stdout and the app's exit code pass straight through. Put the
     app's own arguments after `--` (`venvlayers run one --target DIR -- --verbose`).
     """
+    from ._deploy_run import run_app
+
     code = run_app(app_name, location=target, args=tuple(args or ()))
     raise typer.Exit(code)
 
@@ -160,6 +159,8 @@ def status_command(
 
     Exits with 1 when a layer is missing or damaged.
     """
+    from ._deploy_status import status
+
     result = status(target if target is not None else Path.cwd(), verify=verify)
     if json_output:
         print_json(_status_json(result))
@@ -255,6 +256,8 @@ def remove_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Remove a deployed app and every layer nothing else needs."""
+    from .deploying import remove
+
     with RichReporter(transient=True) as reporter:
         result = remove(target, app_name, reporter=reporter)
     if json_output:

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from . import _deploy_state as st
+from ._deploy_source import MANIFEST, METADATA_DIR
 from .errors import DeployError
 from .layout import LAYER_CONFIG
-from .metadata import MANIFEST, METADATA_DIR
 
 __all__ = ["AppCommand", "app_command", "app_environment", "run_app"]
 

@@ -8,22 +8,17 @@ deploy touches its target, so that a bad source changes nothing.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._archive_common import ArchiveFormat
-from ._pbs import download_file, download_timeout
 from ._progress import Reporter
 from .errors import DeployError
-from .metadata import ENV_METADATA_DIR, MANIFEST, METADATA_DIR
 from .names import BuildName, DeployName, LayerCategory
 from .platforms import TargetPlatform
 
@@ -36,6 +31,10 @@ __all__ = [
     "select_layers",
 ]
 
+# The names `metadata.py` writes (venvstacks' own), repeated here so that deploying and
+# running do not import the build machinery behind `metadata`.
+METADATA_DIR = "__venvstacks__"
+MANIFEST = "venvstacks.json"
 METADATA_PATH = f"{METADATA_DIR}/{MANIFEST}"
 _MAX_METADATA = 64 << 20  # a manifest of thousands of layers is still far smaller
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -136,7 +135,9 @@ class StackSource:
             parts = urllib.parse.urlsplit(text)
             if parts.netloc not in ("", "localhost"):
                 raise DeployError(f"cannot deploy from {text}: only local file:// URLs work")
-            path = Path(urllib.request.url2pathname(parts.path))
+            from urllib.request import url2pathname
+
+            path = Path(url2pathname(parts.path))
         elif scheme and len(scheme) > 1:
             raise DeployError(
                 f"cannot deploy from {text}: unsupported URL scheme {scheme!r} "
@@ -187,6 +188,8 @@ class StackSource:
 
     def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
         """Fetch the layer's archive into the new file `dest`, checking size and sha256."""
+        from ._pbs import download_file
+
         download_file(
             self.archive_url(layer),
             dest,
@@ -202,6 +205,13 @@ class StackSource:
 
 def _fetch_small(url: str) -> bytes:
     """The whole (small) file at `url`: metadata, whose hash nothing records."""
+    # network modules only for remote sources: `venvlayers run` imports this module
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    from ._pbs import download_timeout
+
     seconds = download_timeout()
     request = urllib.request.Request(url, headers={"User-Agent": "venvlayers"})
     hint = f"is SOURCE the folder holding {METADATA_DIR}/?"
@@ -475,8 +485,3 @@ def _install_order(
     for layer in sorted(in_file_order, key=lambda x: rank[x.category]):
         visit(layer, ())
     return ordered
-
-
-def env_metadata_path(layer: PublishedLayer) -> str:
-    """Where publish put this layer's own metadata file, relative to the source."""
-    return f"{METADATA_DIR}/{ENV_METADATA_DIR}/{layer.layer_name}.json"
