@@ -754,7 +754,8 @@ from pathlib import Path
 from venvlayers import _deploy_extract
 _deploy_extract.PROCESS_THRESHOLD = 0
 archive, staging = Path(sys.argv[1]), Path(sys.argv[2])
-worker = _deploy_extract._start_worker()
+worker = _deploy_extract._ready_worker()
+assert worker is not None
 print(worker.pid, flush=True)
 time.sleep(60)
 """

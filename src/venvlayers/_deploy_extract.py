@@ -77,7 +77,10 @@ class _Task:
 
 @contextlib.contextmanager
 def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[Submit]:
-    """`submit(install_target, archive, staging)` for archives of these `sizes`, in `jobs` lanes.
+    """`submit(install_target, archive, staging)` for archives of these `sizes`.
+
+    Archives are extracted in submission order, in `jobs` lanes when worker processes
+    are worth it (lane 0 in this process, the others each in a worker), else in one.
 
     Leaving the context waits for the lanes; after a failure, workers are killed
     rather than left to finish archives whose results nobody wants.
@@ -90,17 +93,16 @@ def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[S
     stopping = threading.Event()
 
     def lane(index: int) -> None:
-        worker: subprocess.Popen[str] | None = None
+        worker = _ready_worker() if index > 0 else None  # None: extract in this process
+        if worker is not None:
+            with workers_lock:
+                workers.append(worker)
         try:
             while (task := tasks.get()) is not None:
                 if not task.future.set_running_or_notify_cancel():
                     continue
                 try:
-                    if index > 0 and use_workers:
-                        if worker is None:
-                            worker = _start_worker()
-                            with workers_lock:
-                                workers.append(worker)
+                    if worker is not None:
                         result = _in_worker(worker, task, reporter)
                     else:
                         result = extract_layer(
@@ -116,9 +118,11 @@ def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[S
             if worker is not None:
                 _stop_worker(worker)
 
+    # Without workers one lane: threads would only contend for the GIL, slowing the
+    # first archive (the runtime, whose postinstall every other layer waits for).
     lanes = [
         threading.Thread(target=lane, args=(i,), name=f"deploy-extract-{i}", daemon=True)
-        for i in range(max(1, jobs))
+        for i in range(max(1, jobs) if use_workers else 1)
     ]
     for thread in lanes:
         thread.start()
@@ -157,7 +161,12 @@ def _drain(tasks: queue.Queue[_Task | None]) -> None:
 # -- the worker side ---------------------------------------------------------------------
 
 
-def _start_worker() -> subprocess.Popen[str]:
+def _ready_worker() -> subprocess.Popen[str] | None:
+    """A started worker that has imported what it needs, or None if none could start.
+
+    Its lane takes no archive before then, so the first (the runtime) goes to the lane
+    that extracts in this process at once.
+    """
     try:
         proc = subprocess.Popen(
             [sys.executable, "-c", _BOOT],
@@ -168,12 +177,18 @@ def _start_worker() -> subprocess.Popen[str]:
             # no cwd on its sys.path; who to die with
             env={**os.environ, "PYTHONSAFEPATH": "1", _PARENT_ENV: str(os.getpid())},
         )
-    except OSError as exc:
-        raise DeployError(f"cannot start an extraction worker: {exc.strerror or exc}") from None
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps([p for p in sys.path if p]) + "\n")
-    proc.stdin.flush()
-    return proc
+    except OSError:
+        return None  # extracting in this process is slower, not wrong
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(json.dumps([p for p in sys.path if p]) + "\n")
+        proc.stdin.flush()
+        if json.loads(proc.stdout.readline() or "{}").get("ready"):
+            return proc
+    except (OSError, ValueError):
+        pass
+    _stop_worker(proc)
+    return None
 
 
 def _stop_worker(worker: subprocess.Popen[str]) -> None:
@@ -238,6 +253,8 @@ def worker_main() -> None:
     """A worker's loop: one JSON request per line on stdin, one reply line on stdout."""
     _die_with_parent()
     out = sys.stdout
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
     for line in sys.stdin:
         request: dict[str, Any] = json.loads(line)
         try:
