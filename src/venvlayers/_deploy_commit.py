@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .names import DeployName
 __all__ = ["apply_transaction", "prune_manifests", "recover"]
 
 _LOG = logging.getLogger(__name__)
+_LEFTOVER_ATTEMPTS = 50
 
 
 def apply_transaction(target: Path, state: st.DeployState, reporter: Reporter) -> st.DeployState:
@@ -105,8 +107,22 @@ def recover(target: Path, state: st.DeployState, reporter: Reporter) -> st.Deplo
     for entry in sorted(directory.iterdir()) if directory.is_dir() else ():
         if entry.name.startswith((st.STAGING_PREFIX, st.DOWNLOADS_PREFIX)):
             _LOG.info("removing %s, left by an interrupted deploy", entry)
-            st.remove_quietly(entry)
+            _remove_leftover(entry)
         elif entry.name.startswith(f".{st.STATE_FILE}."):  # write_atomic's temporary file
             st.remove_quietly(entry)
     prune_manifests(target, state)
     return state
+
+
+def _remove_leftover(path: Path) -> None:
+    """Delete a killed deploy's directory, which may still be changing for a moment.
+
+    A postinstall the deploy had started outlives it briefly and may still be writing
+    bytecode into the staging directory; retry for a while rather than leave the rest.
+    """
+    for _ in range(_LEFTOVER_ATTEMPTS):
+        st.remove_quietly(path)
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.1)
+    _LOG.warning("could not remove %s; the next deploy will try again", path)
