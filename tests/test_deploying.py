@@ -1068,7 +1068,7 @@ def test_remove_without_a_deployment(tmp_path: Path) -> None:
 def test_run_passes_arguments_exit_code_and_stdin(deployed: Path) -> None:
     command = deploying.app_command("hello", location=deployed, args=["--stdin", "--exit", "7"])
     assert command.kind == "deployment"
-    assert command.argv[1:3] == ("-m", "hello")
+    assert command.argv[1:4] == ("-P", "-m", "hello")  # -P: cwd cannot shadow the app
     proc = subprocess.run(
         command.argv, env=dict(command.env), input="piped", capture_output=True, text=True
     )

@@ -96,7 +96,9 @@ def app_command(
         raise DeployError(f"{layer_dir.name} is not an application layer (no launch module)")
     python = layer_dir / str(config.get("python", "bin/python"))
     _check_runnable(layer_dir, python, config)
-    argv = (str(python), "-m", module, *args)
+    # -P (3.11+): the current directory must not shadow the deployed launch module
+    safe_path = ("-P",) if _minor(config.get("py_version")) >= (3, 11) else ()
+    argv = (str(python), *safe_path, "-m", module, *args)
     return AppCommand(layer_dir.name, layer_dir, module, argv, app_environment(environ), kind)
 
 
@@ -262,3 +264,12 @@ def _layer_of(layer_dir: Path, relative: str) -> str:
     """`framework-x` for `../framework-x/lib/...` (the path itself if it is not a sibling)."""
     parts = relative.replace("\\", "/").split("/")
     return parts[1] if len(parts) > 1 and parts[0] == ".." else relative
+
+
+def _minor(version: object) -> tuple[int, int]:
+    """(major, minor) of a layer config's `py_version` ((0, 0) if it has none)."""
+    parts = str(version or "").split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return (0, 0)
