@@ -297,7 +297,10 @@ def run(target, app, args):
     layer_dir = os.path.join(target, max(candidates, key=lambda d: int(d.partition("@")[2] or 0)))
     config = read_config(layer_dir)
     python = os.path.join(layer_dir, config["python"])
-    return subprocess.call([python, "-m", config["launch_module"], *args])
+    # -P (3.11+): a file in the current directory must not shadow the launch module
+    major, minor = (int(x) for x in config["py_version"].split(".")[:2])
+    safe_path = ["-P"] if (major, minor) >= (3, 11) else []
+    return subprocess.call([python, *safe_path, "-m", config["launch_module"], *args])
 
 
 def main(argv):
