@@ -203,7 +203,7 @@ def render_build_results(results: list[LayerBuildResult]) -> None:
     if OUT.quiet:
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("layer", "result", "packages", "time", "path"):
+    for column in ("layer", "result", "packages", "ready after", "path"):
         table.add_column(column)
     for r in results:
         took = f"{r.seconds:.1f}s" if r.action == "built" else ""

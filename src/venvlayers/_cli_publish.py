@@ -170,16 +170,17 @@ def render_outputs(outputs: list[LayerOutput], json_output: bool) -> None:
     if OUT.quiet:
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("layer", "result", "size", "build", "time", "output"):
+    archives = any("archive_size" in o.metadata for o in outputs)  # not for exports
+    columns = ("layer", "result", "size", "build", "time", "output")
+    for column in columns if archives else ("layer", "result", "time", "output"):
         table.add_column(column)
     for o in outputs:
         size = o.metadata.get("archive_size")
-        table.add_row(
-            str(o.deploy_name),
-            o.action,
-            human_size(size) if isinstance(size, int) else "",
-            str(o.metadata.get("archive_build", "")),
-            f"{o.seconds:.1f}s" if o.seconds else "",
-            str(o.path),
-        )
+        took = f"{o.seconds:.1f}s" if o.seconds else ""
+        if archives:
+            shown = human_size(size) if isinstance(size, int) else ""
+            build = str(o.metadata.get("archive_build", ""))
+            table.add_row(str(o.deploy_name), o.action, shown, build, took, str(o.path))
+        else:
+            table.add_row(str(o.deploy_name), o.action, took, str(o.path))
     OUT.stdout.print(table)
