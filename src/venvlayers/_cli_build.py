@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ._archive_common import DEFAULT_FORMAT, ArchiveFormat
+from ._archive_common import DEFAULT_FORMAT
 from ._cli_common import (
     DEFAULT_SPEC,
     OUT,
@@ -22,7 +22,15 @@ from ._cli_common import (
     print_json,
 )
 from ._cli_lock import IndexOpt, LocalWheelsOpt, render_lock_results
-from ._cli_publish import render_outputs
+from ._cli_publish import (
+    BytecodeOpt,
+    FormatOpt,
+    OutputDirOpt,
+    PublishDependenciesOpt,
+    PublishDerivedOpt,
+    TagOpt,
+    render_outputs,
+)
 from ._cli_show import render_tree
 
 if TYPE_CHECKING:  # the API is imported when a command runs: --help stays fast
@@ -51,27 +59,15 @@ def build(
     local_wheels: LocalWheelsOpt = None,
     index: IndexOpt = True,
     publish: Annotated[
-        bool, typer.Option("--publish", help="Publish the built layers too (see `publish`).")
+        bool,
+        typer.Option("--publish", help="Publish the built layers too (the publish options apply)."),
     ] = False,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option("--output-dir", "-o", help="With --publish: where to write.", metavar="DIR"),
-    ] = None,
-    publish_dependencies: Annotated[
-        bool, typer.Option("--publish-dependencies", help="With --publish/--include: layers below.")
-    ] = False,
-    publish_derived: Annotated[
-        bool, typer.Option("--publish-derived", help="With --publish/--include: layers above.")
-    ] = False,
-    fmt: Annotated[
-        ArchiveFormat, typer.Option("--format", help="With --publish: archive format.")
-    ] = DEFAULT_FORMAT,
-    tag_outputs: Annotated[
-        bool, typer.Option("--tag-outputs", help="With --publish: tag archive names.")
-    ] = False,
-    compile_bytecode: Annotated[
-        bool, typer.Option("--compile-bytecode", help="With --publish: ship .pyc files.")
-    ] = False,
+    output_dir: OutputDirOpt = None,
+    publish_dependencies: PublishDependenciesOpt = False,
+    publish_derived: PublishDerivedOpt = False,
+    fmt: FormatOpt = DEFAULT_FORMAT,
+    tag_outputs: TagOpt = False,
+    compile_bytecode: BytecodeOpt = False,
     show: Annotated[bool, typer.Option("--show", help="Show the selected layers first.")] = False,
     show_only: Annotated[
         bool, typer.Option("--show-only", help="Only show what would be done.")

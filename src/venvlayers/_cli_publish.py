@@ -60,6 +60,14 @@ BytecodeOpt = Annotated[
 ]
 
 
+PublishDependenciesOpt = Annotated[
+    bool, typer.Option("--publish-dependencies", help="With --include: the layers below too.")
+]
+PublishDerivedOpt = Annotated[
+    bool, typer.Option("--publish-derived", help="With --include: the layers above too.")
+]
+
+
 def _absolute(path: Path | None) -> Path | None:
     return None if path is None else path.absolute()
 
@@ -71,12 +79,8 @@ def publish(
     output_dir: OutputDirOpt = None,
     include: IncludeOpt = None,
     allow_missing: AllowMissingOpt = False,
-    publish_dependencies: Annotated[
-        bool, typer.Option("--publish-dependencies", help="With --include: the layers below too.")
-    ] = False,
-    publish_derived: Annotated[
-        bool, typer.Option("--publish-derived", help="With --include: the layers above too.")
-    ] = False,
+    publish_dependencies: PublishDependenciesOpt = False,
+    publish_derived: PublishDerivedOpt = False,
     fmt: FormatOpt = DEFAULT_FORMAT,
     level: LevelOpt = None,
     tag_outputs: TagOpt = False,
