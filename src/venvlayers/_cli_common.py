@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -225,7 +224,3 @@ def say(message: str) -> None:
     """A line of normal output (suppressed by -q)."""
     if not OUT.quiet:
         OUT.stdout.print(message)
-
-
-def no_color() -> bool:
-    return bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()

@@ -8,7 +8,6 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +53,6 @@ def write_if_changed(path: Path, text: str) -> bool:
         pass
     write_atomic(path, text)
     return True
-
-
-@contextlib.contextmanager
-def temporary_sibling(path: Path, tag: str = "tmp") -> Iterator[Path]:
-    """A fresh directory next to `path` (same filesystem, so renames are atomic).
-
-    Removed on exit unless the caller renamed it away.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{tag}-", dir=path.parent))
-    try:
-        yield tmp
-    finally:
-        if tmp.exists():
-            remove_tree(tmp)
 
 
 def remove_tree(path: Path) -> None:

@@ -25,11 +25,6 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def hash_file(path: Path, algorithm: str = "sha256") -> str:
-    with path.open("rb", buffering=0) as f:
-        return f"{algorithm}:{hashlib.file_digest(f, algorithm).hexdigest()}"
-
-
 def hash_tree(path: Path, *, exclude_names: frozenset[str] = frozenset()) -> str:
     """Hash a file or a directory tree by relative paths and file contents.
 

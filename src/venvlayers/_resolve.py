@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import tomlkit
 from packaging.markers import Marker
 from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import NormalizedName
 
 from ._pylock import LockedPackage, LockedWheel, parse_pylock_data, with_shared
 from ._uv import run_uv
@@ -393,7 +393,3 @@ def _uv_summary(message: str) -> str:
     text = " ".join(lines[:8])
     text = re.sub(r"\s+", " ", text).replace("× ", "").replace("╰─▶ ", "")
     return text[:600] + ("..." if len(text) > 600 else "")
-
-
-def canonical_names(names: Sequence[str]) -> list[NormalizedName]:
-    return [canonicalize_name(n) for n in names]

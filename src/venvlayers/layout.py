@@ -9,12 +9,9 @@ the same relative paths hold everywhere and a deployed stack can be moved as a w
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
-from .errors import BuildError
 from .platforms import TargetPlatform
 
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
@@ -80,17 +77,6 @@ class Layout:
         if self.windows or self.is_runtime:
             return []
         return ["bin/python", "bin/python3", f"bin/python{self.py_minor}"]
-
-
-def read_layer_config(layer_dir: Path) -> LayerConfig:
-    path = layer_dir / LAYER_CONFIG
-    try:
-        data: Any = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BuildError(f"{path}: cannot read the layer config ({exc})") from None
-    if not isinstance(data, dict):
-        raise BuildError(f"{path}: the layer config is not a JSON object")
-    return LayerConfig(**data)  # type: ignore[typeddict-item]
 
 
 def peer_path(deploy_name: str, relative: str) -> str:

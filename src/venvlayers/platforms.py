@@ -12,8 +12,6 @@ import sysconfig
 from dataclasses import dataclass
 from enum import StrEnum
 
-from packaging.tags import Tag
-
 __all__ = [
     "DEFAULT_GLIBC",
     "DEFAULT_MACOSX",
@@ -71,13 +69,6 @@ class TargetPlatform(StrEnum):
         }[self.os]
         return f"{self.cpu}-{suffix}"
 
-    def uv_python_platform(self, linux_target: LinuxTarget | None = None) -> str:
-        """The `--python-platform` value uv resolves and installs for."""
-        if self.os == "linux":
-            glibc = (linux_target or LinuxTarget()).glibc
-            return f"{self.cpu}-manylinux_{glibc[0]}_{glibc[1]}"
-        return self.pbs_triple
-
     def marker_environment(
         self, py_version: str, implementation: str = "cpython"
     ) -> dict[str, str]:
@@ -134,17 +125,6 @@ class TargetPlatform(StrEnum):
                 versions += [(10, m) for m in range(top, -1, -1)]
             return [f"macosx_{v[0]}_{v[1]}_{a}" for v in versions for a in arches]
         return [self.value]
-
-    def supports_wheel_tag(
-        self,
-        tag: Tag,
-        linux_target: LinuxTarget | None = None,
-        macosx_target: tuple[int, int] | None = None,
-    ) -> bool:
-        """Whether a wheel's platform tag can be installed here (interpreter not checked)."""
-        if tag.platform == "any":
-            return True
-        return tag.platform in self.platform_tags(linux_target, macosx_target)
 
 
 @dataclass(frozen=True)

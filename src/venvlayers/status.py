@@ -8,7 +8,7 @@ The JSON form keeps venvstacks' field names (`spec_name`, `runtimes`, `framework
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from .graph import select_layers
 from .names import DeployName
@@ -110,7 +110,3 @@ def status_tree_lines(status: StackStatus) -> list[tuple[int, str]]:
             rows.append((2, format_layer(layer)))
             rows.extend((3, format_layer(dep)) for dep in layer.get("dependencies", []))
     return rows
-
-
-def to_json(status: StackStatus) -> dict[str, Any]:
-    return dict(status)
