@@ -12,30 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from venvlayers import SpecError
+from venvlayers._spec_fields import KNOWN_KEYS
 from venvlayers.spec import StackSpec
 
-KEYS = [
-    "name",
-    "requirements",
-    "platforms",
-    "versioned",
-    "linux_target",
-    "macosx_target",
-    "dynlib_exclude",
-    "package_indexes",
-    "index_overrides",
-    "priority_indexes",
-    "python_implementation",
-    "fully_versioned_name",
-    "python_archive",
-    "python_archive_sha256",
-    "runtime",
-    "frameworks",
-    "launch_module",
-    "support_modules",
-    "build_requirements",
-    "requirement",
-]
+# every key the loader knows, plus legacy names and a typo
+KEYS = sorted(
+    {k for keys in KNOWN_KEYS.values() for k in keys}
+    | {"fully_versioned_name", "build_requirements", "requirement"}
+)
 NAMES = ["rt", "sci", "ml", "app", "app.py", "helper.py", "", "framework-x", "a b", "../x"]
 scalars = st.one_of(
     st.sampled_from(NAMES),
