@@ -82,10 +82,10 @@ def run_demo(prefix: Path) -> int:
     from rich.table import Table
 
     from venvlayers import VenvLayersError
-    from venvlayers._deploy_run import run_app
-    from venvlayers._fs import dir_size, human_size
+    from venvlayers._util.fs import dir_size, human_size
     from venvlayers.building import BuildOptions, build_stack
     from venvlayers.deploying import deploy
+    from venvlayers.deploying.run import run_app
     from venvlayers.locking import LockOptions, lock_stack
     from venvlayers.platforms import build_platform
     from venvlayers.publishing import PublishOptions, publish_stack

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers import _gitignore
-from venvlayers._gitignore import IgnoreRules, parse_line
-from venvlayers.appmodules import copy_modules, module_files, modules_hash, scan_module
 from venvlayers.errors import BuildError
+from venvlayers.spec import gitignore as _gitignore
+from venvlayers.spec.appmodules import copy_modules, module_files, modules_hash, scan_module
+from venvlayers.spec.gitignore import IgnoreRules, parse_line
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -529,7 +529,7 @@ class TestSymlinks:
     ) -> None:
         pkg = self._pkg(tmp_path)
         (pkg / "dangling.py").symlink_to("nowhere.py")
-        with caplog.at_level(logging.WARNING, logger="venvlayers.appmodules"):
+        with caplog.at_level(logging.WARNING, logger="venvlayers.spec.appmodules"):
             listed = _rels(pkg, module_files(pkg, boundary=tmp_path))
         assert "dangling.py" not in listed
         assert "broken symlink" in caplog.text

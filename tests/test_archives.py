@@ -29,8 +29,6 @@ from tests.support.archives import (
     make_tree,
     set_mtimes,
 )
-from venvlayers import _archive_write, archives
-from venvlayers._progress import Reporter
 from venvlayers.archives import (
     DEFAULT_FORMAT,
     ArchiveFormat,
@@ -43,7 +41,10 @@ from venvlayers.archives import (
     verify_tree,
     write_archive,
 )
+from venvlayers.archives import archive as archives
+from venvlayers.archives import write as _archive_write
 from venvlayers.errors import ArchiveError
+from venvlayers.progress import Reporter
 
 ALL_FORMATS = list(ArchiveFormat)
 TAR_FORMATS = [f for f in ArchiveFormat if f is not ArchiveFormat.ZIP]
@@ -568,7 +569,7 @@ def test_zip64_members(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_zip64_end_records_for_many_entries(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from venvlayers._archive_codecs import OrderedOutput
+    from venvlayers.archives.codecs import OrderedOutput
 
     count = 0x10000 + 5  # more than the classic end record can count
     entries = [_archive_write.SourceEntry("", "dir", 0o755, CLAMP)] + [

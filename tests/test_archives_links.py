@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from venvlayers._archive_common import member_parts, resolve_link
+from venvlayers.archives.common import member_parts, resolve_link
 
 DIRS = ["a", "a/b", "c"]
 LINK_NAMES = ["l0", "l1", "l2", "l3"]

@@ -31,10 +31,13 @@ import pytest
 
 import venvlayers
 from tests.support.archives import tar_member, write_tar
-from venvlayers import _archive_extract, _deploy_extract, _deploy_state, deploying
-from venvlayers._deploy_source import Selection, StackSource, parse_layers, select_layers
+from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat, write_archive
+from venvlayers.archives import extract as _archive_extract
 from venvlayers.cli import main
+from venvlayers.deploying import extract as _deploy_extract
+from venvlayers.deploying import state as _deploy_state
+from venvlayers.deploying.source import Selection, StackSource, parse_layers, select_layers
 from venvlayers.errors import ArchiveError, DeployError
 from venvlayers.platforms import TargetPlatform, build_platform
 
@@ -535,7 +538,7 @@ def test_force_reinstalls(published: Path, deployed: Path) -> None:
 
 
 def test_a_deleted_layer_directory_is_reinstalled(published: Path, deployed: Path) -> None:
-    venvlayers._fs.remove_tree(deployed / "framework-fw")
+    venvlayers._util.fs.remove_tree(deployed / "framework-fw")
     result = deploying.deploy(published, deployed)
     assert [x.install_target for x in result.changed] == ["framework-fw"]
 
@@ -716,7 +719,7 @@ def with_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("with_workers")
 def test_deploying_with_worker_processes(published: Path, tmp_path: Path) -> None:
-    class Progress(venvlayers._progress.Reporter):
+    class Progress(venvlayers.progress.Reporter):
         def __init__(self) -> None:
             self.keys: list[str] = []
 
@@ -751,7 +754,7 @@ def test_a_worker_reports_an_unsafe_archive(
 WORKER_PARENT = """
 import os, sys, time
 from pathlib import Path
-from venvlayers import _deploy_extract
+from venvlayers.deploying import extract as _deploy_extract
 _deploy_extract.PROCESS_THRESHOLD = 0
 archive, staging = Path(sys.argv[1]), Path(sys.argv[2])
 worker = _deploy_extract._ready_worker()
@@ -854,14 +857,14 @@ def test_an_interrupted_commit_is_finished_by_the_next_deploy(
         renames.append(str(src))
         real_rename(src, dst)
 
-    real_apply = deploying.apply_transaction
+    real_apply = deploying.operations.apply_transaction
 
     def apply_transaction(*args: Any) -> Any:
         with monkeypatch.context() as m:
             m.setattr(os, "rename", rename)
             return real_apply(*args)
 
-    monkeypatch.setattr(deploying, "apply_transaction", apply_transaction)
+    monkeypatch.setattr(deploying.operations, "apply_transaction", apply_transaction)
     try:
         deploying.deploy(published, deployed)
         killed = False
@@ -1030,7 +1033,7 @@ def test_verify_finds_changed_missing_and_extra_files(deployed: Path) -> None:
 
 
 def test_status_of_a_missing_layer(deployed: Path) -> None:
-    venvlayers._fs.remove_tree(deployed / "rt")
+    venvlayers._util.fs.remove_tree(deployed / "rt")
     result = deploying.status(deployed)
     assert result.damaged
     assert {a.name: a.missing for a in result.apps} == {"hello": ("rt",), "other": ("rt",)}
@@ -1102,7 +1105,7 @@ def test_run_finds_apps_in_exports_and_plain_directories(deployed: Path, tmp_pat
     # a build directory: build names, with deployed-name aliases
     (plain / "app-other@2").rename(plain / "app-other")
     (plain / "app-other@2").symlink_to("app-other")
-    venvlayers._fs.remove_tree(plain / "app-other@1")
+    venvlayers._util.fs.remove_tree(plain / "app-other@1")
     assert deploying.app_command("other", location=plain).layer_dir.name == "app-other"
     meta = plain / "__venvstacks__"
     meta.mkdir()
@@ -1136,7 +1139,7 @@ def test_run_errors(deployed: Path, published: Path, tmp_path: Path) -> None:
         deploying.app_command("hello", location=published)
     with pytest.raises(DeployError, match="holds no application layers"):
         deploying.app_command("hello", location=tmp_path / "stack")
-    venvlayers._fs.remove_tree(deployed / "framework-fw")
+    venvlayers._util.fs.remove_tree(deployed / "framework-fw")
     with pytest.raises(
         DeployError, match=r"app-hello cannot run: layers it needs are missing \(framework-fw\)"
     ):
@@ -1144,7 +1147,7 @@ def test_run_errors(deployed: Path, published: Path, tmp_path: Path) -> None:
     (deployed / "app-other@1/bin/python").unlink()  # as if postinstall had not run
     with pytest.raises(DeployError, match="bin/python is missing"):
         deploying.app_command("other", location=deployed)
-    venvlayers._fs.remove_tree(deployed / "rt")
+    venvlayers._util.fs.remove_tree(deployed / "rt")
     with pytest.raises(DeployError, match=r"cannot run: layers it needs are missing \(rt\)"):
         deploying.app_command("other", location=deployed)
 

@@ -1,6 +1,6 @@
 """The user documentation in `docs/` stays true to the code.
 
-- `docs/cli.md` is exactly what `python -m venvlayers._cli_docs` renders now;
+- `docs/cli.md` is exactly what `python -m venvlayers.cli.docs` renders now;
 - every field the spec loader accepts is documented in `docs/spec.md`;
 - every link between docs pages (and to files of the repository) resolves, anchors too;
 - every fenced `toml` example parses, and every complete spec among them loads.
@@ -19,13 +19,13 @@ import pytest
 import typer
 
 from venvlayers import errors
-from venvlayers._cli_docs import REGENERATE, github_anchor, render
-from venvlayers._spec_fields import KNOWN_KEYS
-from venvlayers._uvconfig import _RESERVED
-from venvlayers.cli import app
+from venvlayers.cli.common import app
+from venvlayers.cli.docs import REGENERATE, github_anchor, render
 from venvlayers.layout import LayerConfig
 from venvlayers.platforms import TargetPlatform
 from venvlayers.spec import StackSpec
+from venvlayers.spec.fields import KNOWN_KEYS
+from venvlayers.spec.uvconfig import _RESERVED
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"

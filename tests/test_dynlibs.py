@@ -29,9 +29,14 @@ import pytest
 from uv import find_uv_bin
 
 from tests.support import wheels
-from venvlayers import dynlibs
-from venvlayers._elf import ET_DYN, ELFError, ELFInfo, is_elf, parse_elf, read_elf
-from venvlayers.dynlibs import DynlibReport, LayerLibs, exported_libraries, link_lower_libraries
+from venvlayers._util.elf import ET_DYN, ELFError, ELFInfo, is_elf, parse_elf, read_elf
+from venvlayers.building import dynlibs
+from venvlayers.building.dynlibs import (
+    DynlibReport,
+    LayerLibs,
+    exported_libraries,
+    link_lower_libraries,
+)
 from venvlayers.errors import BuildError
 from venvlayers.names import DeployName
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from venvlayers._envfiles import refresh_records, relocatable_scripts, sitecustomize_text
+from venvlayers.building.envfiles import refresh_records, relocatable_scripts, sitecustomize_text
 
 
 def _record_hash(data: bytes) -> str:

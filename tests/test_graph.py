@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from venvlayers.errors import SelectionError
-from venvlayers.graph import c3_linearize, dependency_levels, select_layers
 from venvlayers.spec import StackSpec
+from venvlayers.spec.graph import c3_linearize, dependency_levels, select_layers
 
 
 def _lin(graph: dict[str, list[str]], declared: list[str]) -> list[str]:

@@ -11,9 +11,9 @@ import pytest
 from packaging.pylock import Pylock
 
 from venvlayers import LockError
-from venvlayers.lockfiles import LockPaths
 from venvlayers.locking import LockOptions, lock_stack
-from venvlayers.lockstate import evaluate_locks
+from venvlayers.locking.files import LockPaths
+from venvlayers.locking.state import evaluate_locks
 from venvlayers.spec import StackSpec
 
 PY = "3.11.7"

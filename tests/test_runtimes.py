@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers import _pbs
-from venvlayers._cache import cache_root
-from venvlayers._progress import Reporter
+from venvlayers._util.cache import cache_root
 from venvlayers.cli import main
 from venvlayers.errors import RuntimeSourceError
 from venvlayers.platforms import TargetPlatform
+from venvlayers.progress import Reporter
 from venvlayers.runtimes import (
     MIRROR_ENV,
     add_runtime_archive,
@@ -35,6 +34,7 @@ from venvlayers.runtimes import (
     runtimes_dir,
     unpack_runtime,
 )
+from venvlayers.runtimes import pbs as _pbs
 
 PLATFORM = TargetPlatform.LINUX_X86_64
 FILENAME = "cpython-3.11.7+20240107-x86_64-unknown-linux-gnu-install_only.tar.gz"

@@ -13,11 +13,10 @@ import pytest
 import zstandard
 
 from tests.plugins.runtime_fixture import RuntimeCache, interpreter_prefix
-from venvlayers import _pbs, _proc, runtime_import
+from venvlayers._util import proc as _proc
 from venvlayers.cli import main
 from venvlayers.errors import RuntimeSourceError
 from venvlayers.platforms import build_platform
-from venvlayers.runtime_import import _find_patchelf
 from venvlayers.runtimes import (
     RuntimeArchive,
     import_runtime,
@@ -27,6 +26,9 @@ from venvlayers.runtimes import (
     runtimes_dir,
     unpack_runtime,
 )
+from venvlayers.runtimes import importing as runtime_import
+from venvlayers.runtimes import pbs as _pbs
+from venvlayers.runtimes.importing import _find_patchelf
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="runtime import is Linux-only so far"

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from venvlayers import SpecError
-from venvlayers._spec_fields import KNOWN_KEYS
 from venvlayers.spec import StackSpec
+from venvlayers.spec.fields import KNOWN_KEYS
 
 # every key the loader knows, plus legacy names and a typo
 KEYS = sorted(

@@ -13,7 +13,7 @@ from .errors import (
     VenvLayersError,
 )
 from .platforms import TargetPlatform
-from .spec import (
+from .spec.stack import (
     ApplicationSpec,
     FrameworkSpec,
     LayeredSpec,

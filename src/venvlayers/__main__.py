@@ -1,5 +1,5 @@
 """`python -m venvlayers`: the same CLI as the `venvlayers` command."""
 
-from .cli import run
+from .cli.main import run
 
 run()

@@ -161,7 +161,7 @@ def test_removed_requirement_disappears_on_rebuild(layered_stack: Built) -> None
 def test_interrupted_build_is_never_taken_for_finished(
     layered_stack: Built, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import venvlayers.building as building
+    import venvlayers.building.build as building
 
     stamp = layered_stack.build_dir / "app-one" / "share/venv/metadata/venvlayers_build.json"
     real_finish = building._finish

@@ -28,7 +28,7 @@ from tests.test_deploying import http_root as http_root
 from tests.test_deploying import snapshot
 from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat
-from venvlayers.errors import ArchiveError
+from venvlayers.errors import ArchiveError, DeployError
 from venvlayers.publishing import ExportOptions, PublishOptions, export_stack, publish_stack
 
 pytestmark = pytest.mark.e2e
@@ -338,7 +338,7 @@ def test_a_full_disk_changes_nothing(releases: Releases, tiny_disk: Path) -> Non
         with contextlib.suppress(OSError):
             f.write(b"\0" * (free - (20 << 10)))
     before = snapshot(target)
-    with pytest.raises((ArchiveError, deploying.DeployError), match="disk full") as caught:
+    with pytest.raises((ArchiveError, DeployError), match="disk full") as caught:
         deploying.deploy(releases.v2, target)
     assert "\n" not in str(caught.value)
     assert snapshot(target) == before
@@ -354,7 +354,10 @@ def test_a_full_disk_changes_nothing(releases: Releases, tiny_disk: Path) -> Non
 KILLER = textwrap.dedent("""\
     import os, signal, sys
     from pathlib import Path
-    from venvlayers import _deploy_commit, _deploy_extract, _deploy_state, deploying
+    from venvlayers.deploying import commit as _deploy_commit
+    from venvlayers.deploying import extract as _deploy_extract
+    from venvlayers.deploying import state as _deploy_state
+    from venvlayers.deploying import operations as deploying
 
     module, name, when, nth, source, target = sys.argv[1:]
     owner = {

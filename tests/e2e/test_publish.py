@@ -19,8 +19,8 @@ import zstandard
 from tests.e2e.conftest import Built, run_app_json, scrubbed_env
 from venvlayers import PublishError
 from venvlayers.archives import ArchiveFormat
-from venvlayers.metadata import schema
 from venvlayers.publishing import ExportOptions, PublishOptions, export_stack, publish_stack
+from venvlayers.publishing.metadata import schema
 
 
 def publish(built: Built, out: Path, build_dir: Path | None = None, **options: object):  # type: ignore[no-untyped-def]

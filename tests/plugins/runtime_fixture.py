@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import venvlayers
-from venvlayers._fs import remove_tree
+from venvlayers._util.fs import remove_tree
 from venvlayers.errors import RuntimeSourceError
 from venvlayers.platforms import TargetPlatform
 from venvlayers.runtimes import (
@@ -41,7 +41,7 @@ from venvlayers.runtimes import (
 
 _CACHE_PREFIX = "venvlayers-runtime-"
 # the code whose behaviour shapes the archive: a change to it makes a new one
-_IMPORT_CODE = ("runtime_import.py", "runtimes.py", "_runtime_cache.py")
+_IMPORT_CODE = ("runtimes/importing.py", "runtimes/tree.py", "runtimes/cache.py")
 
 
 @dataclass(frozen=True)

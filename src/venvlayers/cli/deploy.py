@@ -1,0 +1,269 @@
+"""`venvlayers deploy`, `run`, `status` and `remove`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from .._util.fs import human_size
+from .common import OUT, JsonOpt, RichReporter, app, print_json, say
+
+if TYPE_CHECKING:  # the API is imported when a command runs: `run` starts apps quickly
+    from ..deploying.operations import DeployResult, TargetStatus
+
+TargetOpt = Annotated[
+    Path,
+    typer.Option("--target", "-t", help="The deployment directory.", file_okay=False),
+]
+OptionalTargetOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--target",
+        "-t",
+        help="The deployment, export or build directory (default: the current directory).",
+        file_okay=False,
+    ),
+]
+
+
+@app.command("deploy")
+def deploy_command(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A published output directory (the one holding __venvstacks__/), "
+            "or its file://, http:// or https:// URL."
+        ),
+    ],
+    target: TargetOpt,
+    apps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--app",
+            help="Deploy this app (short name, build name or install target) and the layers "
+            "it needs (repeatable; default: every layer).",
+        ),
+    ] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option("--platform", help="Deploy layers for this platform (default: this one)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Reinstall layers that are already deployed.")
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Deploy a published stack: verify, unpack, run postinstall, move into place.
+
+    Layers already deployed from the same archive are left alone; layers no deployed
+    app needs any more are removed. An interrupted deploy leaves the previous one
+    working and is finished or cleaned up by the next.
+    """
+    from ..deploying.operations import deploy
+
+    with RichReporter(bytes_mode=True, transient=True) as reporter:
+        result = deploy(
+            source,
+            target,
+            apps=tuple(apps or ()),
+            platform=platform,
+            force=force,
+            reporter=reporter,
+        )
+    _render_deploy(result, json_output)
+
+
+def _render_deploy(result: DeployResult, json_output: bool) -> None:
+    if json_output:
+        print_json(
+            {
+                "target": str(result.target),
+                "platform": str(result.platform),
+                "source": result.source,
+                "seconds": result.seconds,
+                "layers": [
+                    {
+                        "install_target": layer.install_target,
+                        "layer_name": layer.layer_name,
+                        "category": layer.category.value,
+                        "action": layer.action,
+                        "archive_name": layer.archive_name,
+                        "archive_size": layer.archive_size,
+                        "installed_size": layer.installed_size,
+                        "seconds": layer.seconds,
+                    }
+                    for layer in result.layers
+                ],
+                "removed": list(result.removed),
+            }
+        )
+        return
+    if OUT.quiet:
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("layer", "result", "archive", "installed", "time"):
+        table.add_column(column)
+    for layer in result.layers:
+        table.add_row(
+            layer.install_target,
+            layer.action,
+            human_size(layer.archive_size),
+            human_size(layer.installed_size) if layer.installed_size else "",
+            f"{layer.seconds:.2f}s" if layer.seconds else "",
+        )
+    OUT.stdout.print(table)
+    for name in result.removed:
+        say(f"removed {name} (no deployed app needs it)")
+    changed, total = len(result.changed), len(result.layers)
+    say(f"{changed} of {total} layers changed in {result.target} ({result.seconds:.2f}s)")
+
+
+@app.command(
+    "run",
+    context_settings={"ignore_unknown_options": True},
+)
+def run_command(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="The app to run.")],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Arguments for the app (put them after `--`).", show_default=False),
+    ] = None,
+    target: OptionalTargetOpt = None,
+) -> None:
+    """Run a deployed (or exported, or built) app: `<layer>/bin/python -m <launch module>`.
+
+    Arguments, stdin/stdout and the app's exit code pass straight through. Put the
+    app's own arguments after `--` (`venvlayers run one --target DIR -- --verbose`).
+    """
+    from ..deploying.run import run_app
+
+    code = run_app(app_name, location=target, args=tuple(args or ()))
+    raise typer.Exit(code)
+
+
+@app.command("status")
+def status_command(
+    target: OptionalTargetOpt = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Re-hash every installed file against the deploy-time manifest."
+        ),
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Show what is deployed, which apps can run, and (with --verify) what is damaged.
+
+    Exits with 1 when a layer is missing or damaged.
+    """
+    from ..deploying.inspection import status
+
+    result = status(target if target is not None else Path.cwd(), verify=verify)
+    if json_output:
+        print_json(_status_json(result))
+    elif not OUT.quiet:
+        _render_status(result)
+    if result.damaged:
+        bad = [layer.record.install_target for layer in result.layers if not layer.ok]
+        OUT.stderr.print(f"error: damaged or missing layers: {', '.join(bad)}", markup=False)
+        raise typer.Exit(1)
+
+
+def _status_json(result: TargetStatus) -> dict[str, Any]:
+    return {
+        "target": str(result.target),
+        "platform": result.platform,
+        "source": result.source,
+        "updated_at": result.updated_at,
+        "verified": result.verified,
+        "damaged": result.damaged,
+        "unfinished": result.unfinished,
+        "roots": dict(result.roots),
+        "layers": [
+            {
+                "install_target": layer.record.install_target,
+                **layer.record.to_dict(),
+                "present": layer.present,
+                "ok": layer.ok,
+                "problems": list(layer.problems),
+                "disk_size": layer.disk_size,
+            }
+            for layer in result.layers
+        ],
+        "apps": [
+            {
+                "name": a.name,
+                "install_target": a.install_target,
+                "launch_module": a.launch_module,
+                "runnable": a.runnable,
+                "missing": list(a.missing),
+                "damaged": list(a.damaged),
+            }
+            for a in result.apps
+        ],
+    }
+
+
+def _render_status(result: TargetStatus) -> None:
+    OUT.stdout.print(
+        f"{result.target}: {result.platform}, from {result.source}, updated {result.updated_at}"
+    )
+    if result.unfinished:
+        OUT.stdout.print("an interrupted deploy will be finished by the next deploy")
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("layer", "kind", "version", "archive sha256", "installed", "deployed", "state"):
+        table.add_column(column)
+    for layer in result.layers:
+        record = layer.record
+        if not layer.present:
+            state = "missing"
+        elif layer.problems:
+            state = f"damaged ({len(layer.problems)})"
+        else:
+            state = "verified" if layer.verified else "ok"
+        table.add_row(
+            record.install_target,
+            record.category.singular,
+            str(record.lock_version),
+            record.archive_sha256[:12],
+            human_size(layer.disk_size if layer.disk_size is not None else record.installed_size),
+            record.deployed_at,
+            state,
+        )
+    OUT.stdout.print(table)
+    for layer in result.layers:
+        for problem in layer.problems[:10]:
+            OUT.stdout.print(f"  {layer.record.install_target}: {problem}", markup=False)
+        if len(layer.problems) > 10:
+            OUT.stdout.print(
+                f"  {layer.record.install_target}: ... {len(layer.problems) - 10} more"
+            )
+    for a in result.apps:
+        if a.runnable:
+            OUT.stdout.print(f"app {a.name} ({a.install_target}): runnable")
+        else:
+            why = [*(f"{n} missing" for n in a.missing), *(f"{n} damaged" for n in a.damaged)]
+            OUT.stdout.print(f"app {a.name} ({a.install_target}): cannot run ({', '.join(why)})")
+
+
+@app.command("remove")
+def remove_command(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="The app to remove.")],
+    target: TargetOpt,
+    json_output: JsonOpt = False,
+) -> None:
+    """Remove a deployed app and every layer nothing else needs."""
+    from ..deploying.operations import remove
+
+    with RichReporter(transient=True) as reporter:
+        result = remove(target, app_name, reporter=reporter)
+    if json_output:
+        print_json(
+            {"target": str(result.target), "root": result.root, "removed": list(result.removed)}
+        )
+        return
+    for name in result.removed:
+        say(f"removed {name}")

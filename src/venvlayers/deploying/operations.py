@@ -1,0 +1,582 @@
+"""Deploying published stacks onto a target directory, inspecting and pruning them.
+
+`deploy` installs layers side by side as `TARGET/<install_target>/` in three phases:
+
+1. *Check* (changes nothing): read and check the metadata, resolve the selection,
+   and check every local archive that must be installed against its size and sha256.
+2. *Prepare* (under the target's lock; changes nothing a user sees): fetch remote
+   archives, verify them, extract each changed layer into
+   `TARGET/.venvlayers/staging-<token>/<install_target>` with `extract_archive`'s
+   containment checks, and run its `postinstall.py` there. Unchanged layers appear
+   in the staging directory as links to their deployed directories, so each staged
+   layer finds its lower layers as siblings, exactly as it will after the move.
+3. *Commit*: record the moves as a transaction in `state.json`, then move each staged
+   layer into place, lower layers first (an atomic exchange on Linux: the old
+   directory is never missing), delete the old versions and the layers nothing
+   needs any more, and record the result.
+
+A failure or kill during 1 or 2 leaves the deployment as it was; one during 3 is
+finished by the next `deploy` or `remove`, which also clears any leftovers.
+
+Garbage collection: `state.json` keeps *roots*, the layers a user asked for by name
+(or, for a deploy without `--app`, every app of the stack and every layer no app
+needs). After each deploy or remove, deployed layers that no root needs are
+deleted. Processes still running from a deleted layer are not tracked: on Linux
+they keep the files they have open, but cannot import anything new from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._util.proc import clean_env, run
+from ..archives.archive import (
+    ExtractedLayer,
+    ManifestEntry,
+    hash_installed_tree,
+    verify_file,
+)
+from ..errors import DeployError
+from ..layout import LAYER_CONFIG, POSTINSTALL
+from ..names import BuildName, DeployName, LayerCategory
+from ..platforms import TargetPlatform, build_platform, suggest_platform
+from ..progress import NULL_REPORTER, Reporter
+from . import state as st
+from .commit import apply_transaction, prune_manifests, recover
+from .extract import extractor
+from .inspection import AppStatus, LayerStatus, TargetStatus, status
+from .run import AppCommand, app_command, app_environment, run_app
+from .source import PublishedLayer, Selection, StackSource, select_layers
+
+__all__ = [
+    "AppCommand",
+    "AppStatus",
+    "DeployResult",
+    "LayerResult",
+    "LayerStatus",
+    "RemoveResult",
+    "TargetStatus",
+    "app_command",
+    "app_environment",
+    "deploy",
+    "remove",
+    "run_app",
+    "status",
+]
+
+_LOG = logging.getLogger(__name__)
+_JOBS = 2  # extraction is GIL-bound in part: more threads than this buy little
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """What a deploy did with one selected layer: `installed`, `updated` or `unchanged`."""
+
+    install_target: DeployName
+    layer_name: BuildName
+    category: LayerCategory
+    action: str
+    archive_name: str
+    archive_size: int
+    installed_size: int
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    target: Path
+    platform: TargetPlatform
+    source: str
+    layers: tuple[LayerResult, ...]
+    removed: tuple[DeployName, ...]
+    seconds: float
+
+    @property
+    def changed(self) -> tuple[LayerResult, ...]:
+        return tuple(layer for layer in self.layers if layer.action != "unchanged")
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    target: Path
+    root: str
+    removed: tuple[DeployName, ...]
+
+
+def deploy(
+    source: str | Path,
+    target: Path,
+    *,
+    apps: Sequence[str] = (),
+    platform: str | TargetPlatform | None = None,
+    force: bool = False,
+    lock_timeout: float | None = None,
+    reporter: Reporter = NULL_REPORTER,
+) -> DeployResult:
+    """Deploy the published stack at `source` into the directory `target`.
+
+    `apps` names what to deploy (an app's short name, or a layer's build name or
+    install target); with none, every layer published for `platform` (default: this
+    machine's) is. Layers whose deployed archive has the same sha256 are left alone
+    unless `force`. `lock_timeout` bounds the wait for another deploy into `target`
+    (None: wait as long as it takes). Raises `DeployError` or `ArchiveError`; the
+    target is then as before (see the module docstring for interruptions).
+    """
+    started = time.monotonic()
+    src = StackSource.parse(source)
+    plat = _target_platform(platform)
+    helper_python = _postinstall_python(plat)
+    selection = select_layers(src.load(), apps, plat)
+    target = Path(target).absolute()
+    if target.exists() and not target.is_dir():
+        raise DeployError(f"cannot deploy into {target}: it is not a directory")
+
+    # Phase 1: refuse a damaged local archive before the target is even created.
+    verified: set[str] = set()
+    if src.is_local:
+        early = _read_state_unlocked(target)
+        for layer in _to_install(selection.layers, early, target, force):
+            _verify_local(src, layer)
+            verified.add(layer.archive_sha256)
+
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeployError(f"cannot create {target}: {exc.strerror}") from None
+    with st.target_lock(target, timeout=lock_timeout, waiting=reporter.note):
+        state = recover(target, st.read_state(target) or st.DeployState(), reporter)
+        if state.platform and state.layers and state.platform != str(plat):
+            raise DeployError(
+                f"{target} holds a {state.platform} deployment; deploy {plat} layers elsewhere"
+            )
+        todo = _to_install(selection.layers, state, target, force)
+        existed = {x.install_target for x in todo if os.path.lexists(target / x.install_target)}
+        times: dict[str, float] = {}
+        state = _prepare_and_record(
+            src, selection, state, todo, target, plat, helper_python, verified, times, reporter
+        )
+        assert state.transaction is not None
+        txn = state.transaction
+        state = apply_transaction(target, state, reporter)
+    for name in txn.install:
+        _LOG.info("deployed %s into %s", name, target)
+    for name in txn.remove:
+        _LOG.info("removed %s: no deployed app needs it", name)
+    results = tuple(
+        _layer_result(layer, state, todo, times, existed=layer.install_target in existed)
+        for layer in selection.layers
+    )
+    return DeployResult(
+        target, plat, src.text, results, txn.remove, round(time.monotonic() - started, 3)
+    )
+
+
+def _target_platform(platform: str | TargetPlatform | None) -> TargetPlatform:
+    if platform is None:
+        return build_platform()
+    try:
+        return TargetPlatform(platform)
+    except ValueError:
+        hint = suggest_platform(str(platform))
+        advice = f"; did you mean {hint}?" if hint else ""
+        raise DeployError(f"unknown platform {platform!r}{advice}") from None
+
+
+def _postinstall_python(platform: TargetPlatform) -> str | None:
+    """None to run postinstall with the layer's runtime, else the interpreter to use.
+
+    Layers for another CPU cannot run their own runtime here; their postinstall
+    only makes relative links, which our own interpreter makes just as well on any
+    POSIX system. Windows layers need Windows to finish them.
+    """
+    native = build_platform()
+    if platform == native:
+        return None
+    if (platform.os == "win") != (native.os == "win"):
+        raise DeployError(
+            f"cannot deploy {platform} layers on this {native} machine: "
+            "their postinstall step must run on the same kind of operating system"
+        )
+    return sys.executable
+
+
+def _read_state_unlocked(target: Path) -> st.DeployState | None:
+    try:
+        return st.read_state(target)
+    except DeployError:
+        return None  # judged again under the lock
+
+
+def _to_install(
+    layers: Iterable[PublishedLayer], state: st.DeployState | None, target: Path, force: bool
+) -> list[PublishedLayer]:
+    todo = []
+    for layer in layers:
+        record = state.layers.get(layer.install_target) if state else None
+        same = record is not None and record.archive_sha256 == layer.archive_sha256
+        if force or not same or not (target / layer.install_target).is_dir():
+            todo.append(layer)
+    return todo
+
+
+def _verify_local(src: StackSource, layer: PublishedLayer) -> Path:
+    archive = src.local_archive(layer)
+    if not archive.is_file():
+        raise DeployError(f"{layer.install_target}: its archive {archive} is missing")
+    verify_file(archive, size=layer.archive_size, sha256=layer.archive_sha256)
+    return archive
+
+
+# -- phase 2: prepare -------------------------------------------------------------------
+
+
+def _prepare_and_record(
+    src: StackSource,
+    selection: Selection,
+    state: st.DeployState,
+    todo: Sequence[PublishedLayer],
+    target: Path,
+    platform: TargetPlatform,
+    helper_python: str | None,
+    verified: set[str],
+    times: dict[str, float],
+    reporter: Reporter,
+) -> st.DeployState:
+    """Stage every layer in `todo`, then record the transaction that commits them."""
+    token = st.new_token()
+    staging = st.state_dir(target) / f"{st.STAGING_PREFIX}{token}"
+    downloads = st.state_dir(target) / f"{st.DOWNLOADS_PREFIX}{token}"
+    try:
+        staging.mkdir()
+        archives = _fetch_archives(src, todo, verified, downloads, reporter)
+        records = _stage_layers(todo, archives, staging, target, helper_python, times, reporter)
+        txn = _plan(state, selection, records, staging.name, platform, src)
+        return st.write_state(target, _with_transaction(state, txn))
+    except BaseException:
+        st.remove_quietly(staging)
+        prune_manifests(target, state)  # those of layers staged before the failure
+        raise
+    finally:
+        st.remove_quietly(downloads)
+
+
+def _fetch_archives(
+    src: StackSource,
+    todo: Sequence[PublishedLayer],
+    verified: set[str],
+    downloads: Path,
+    reporter: Reporter,
+) -> dict[DeployName, Path]:
+    """The verified archive of each layer to install (downloaded first if remote)."""
+    found: dict[DeployName, Path] = {}
+    for layer in todo:
+        if src.is_local:
+            archive = src.local_archive(layer)
+            if layer.archive_sha256 not in verified:
+                _verify_local(src, layer)
+        else:
+            downloads.mkdir(exist_ok=True)
+            archive = downloads / layer.archive_name
+            src.download(layer, archive, reporter)  # checks size and sha256 as it streams
+        found[layer.install_target] = archive
+    return found
+
+
+def _stage_layers(
+    todo: Sequence[PublishedLayer],
+    archives: Mapping[DeployName, Path],
+    staging: Path,
+    target: Path,
+    helper_python: str | None,
+    times: dict[str, float],
+    reporter: Reporter,
+) -> dict[DeployName, st.LayerRecord]:
+    """Extract every layer of `todo` into `staging` and finish it there.
+
+    Extractions run in parallel. A layer's postinstall starts as soon as it and the
+    layers below it are extracted and its runtime's postinstall has finished, so
+    postinstalls overlap with each other and with the remaining extractions.
+    """
+    staged = {layer.install_target for layer in todo}
+    for layer in todo:
+        for low in layer.lower:
+            link = staging / low
+            if low not in staged and not os.path.lexists(link):
+                # an unchanged layer, seen from the staged ones as their sibling
+                os.symlink(f"../../{low}", link)
+    started = time.monotonic()
+    records: dict[DeployName, st.LayerRecord] = {}
+
+    def finish(layer: PublishedLayer, extracted: ExtractedLayer) -> None:
+        layer_dir = staging / layer.install_target
+        _run_postinstall(layer, layer_dir, staging, helper_python)
+        manifest = _final_manifest(layer_dir, extracted.manifest)
+        st.write_manifest(target, layer.archive_sha256, manifest)
+        records[layer.install_target] = _record(layer, layer_dir, manifest)
+        times[layer.install_target] = time.monotonic() - started
+
+    # runtimes first (every other postinstall waits for theirs), then the biggest first
+    order = sorted(todo, key=lambda x: (x.category is not LayerCategory.RUNTIMES, -x.archive_size))
+    with (
+        extractor([x.archive_size for x in order], _JOBS, reporter) as submit,
+        ThreadPoolExecutor(_JOBS, thread_name_prefix="deploy-finish") as finishing,
+    ):
+        extractions = {
+            x.install_target: submit(x.install_target, archives[x.install_target], staging)
+            for x in order
+        }
+        try:
+            _schedule(todo, extractions, finishing, finish)
+        except BaseException:
+            for future in extractions.values():
+                future.cancel()
+            raise
+    return {layer.install_target: records[layer.install_target] for layer in todo}
+
+
+def _schedule(
+    todo: Sequence[PublishedLayer],
+    extractions: Mapping[DeployName, Future[ExtractedLayer]],
+    pool: ThreadPoolExecutor,
+    finish: Callable[[PublishedLayer, ExtractedLayer], None],
+) -> None:
+    """Run each layer's `finish` once it can: see `_stage_layers`.
+
+    What a postinstall needs is the runtime's interpreter (finished first, as the
+    first layer in install order) and the layers below it unpacked; the protocol's
+    simpler rule, lower layers' postinstalls first, is one way to ensure that.
+    """
+    waiting = list(todo)
+    running: dict[Future[None], DeployName] = {}
+    finished: set[DeployName] = set()
+    staged = set(extractions)
+
+    def ready(layer: PublishedLayer) -> bool:
+        runtime = layer.runtime_layer
+        staged_runtime = layer.category is not LayerCategory.RUNTIMES and runtime in staged
+        if staged_runtime and runtime not in finished:
+            return False
+        needed = [layer.install_target, *(low for low in layer.lower if low in staged)]
+        return all(extractions[name].done() for name in needed)
+
+    while waiting or running:
+        for layer in list(waiting):
+            if ready(layer):
+                waiting.remove(layer)
+                extracted = extractions[layer.install_target].result()
+                running[pool.submit(finish, layer, extracted)] = layer.install_target
+        unfinished: set[Future[Any]] = set()
+        for layer in waiting:
+            extraction = extractions[layer.install_target]
+            if not extraction.done():
+                unfinished.add(extraction)
+            elif extraction.exception() is not None:
+                extraction.result()  # a failed extraction stops the deploy at once
+        # never a done extraction: wait() would return at once, and this loop spin
+        watch = unfinished | set(running)
+        if not watch:
+            raise DeployError(f"cannot order the postinstalls of {', '.join(map(str, waiting))}")
+        done, _ = wait(watch, return_when=FIRST_COMPLETED)
+        for future in done:
+            future.result()  # the first failure stops the deploy
+            name = running.pop(future, None)
+            if name is not None:
+                finished.add(name)
+
+
+def _run_postinstall(
+    layer: PublishedLayer, layer_dir: Path, staging: Path, helper_python: str | None
+) -> None:
+    """Run the layer's postinstall.py with its runtime's python, as the protocol says."""
+    script = layer_dir / POSTINSTALL
+    if not script.is_file():
+        raise DeployError(f"{layer.install_target}: the archive has no {POSTINSTALL}")
+    config = _layer_config(layer_dir, layer)
+    if helper_python is not None:
+        python = helper_python
+    else:
+        key = "python" if layer.category is LayerCategory.RUNTIMES else "base_python"
+        relative = config.get(key)
+        if not isinstance(relative, str):
+            raise DeployError(f"{layer.install_target}: its layer config has no {key!r}")
+        own = layer.install_target if key == "python" else layer.runtime_layer
+        resolved = os.path.normpath(layer_dir / relative)
+        if not resolved.startswith(os.fspath(staging / own) + os.sep):
+            raise DeployError(
+                f"{layer.install_target}: {key} {relative!r} does not point into layer {own!r}"
+            )
+        python = resolved
+    run(
+        # Without -B: the runtime's stdlib modules a postinstall imports are compiled
+        # once, by the first one, instead of by each (0.14s -> 0.035s per layer), and
+        # the app's first start finds them compiled too.
+        [python, "-I", str(script)],
+        what=f"postinstall of {layer.install_target}",
+        error=DeployError,
+        env=clean_env(),
+    )
+
+
+def _layer_config(layer_dir: Path, layer: PublishedLayer) -> dict[str, Any]:
+    path = layer_dir / LAYER_CONFIG
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DeployError(
+            f"{layer.install_target}: cannot read its {LAYER_CONFIG}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise DeployError(f"{layer.install_target}: {LAYER_CONFIG} is not a JSON object")
+    return data
+
+
+def _final_manifest(
+    layer_dir: Path, extracted: tuple[ManifestEntry, ...]
+) -> tuple[ManifestEntry, ...]:
+    """The extracted files plus what postinstall made (only the new entries are hashed)."""
+    known = {entry.path for entry in extracted}
+
+    def exclude(path: str) -> bool:
+        return path in known or path.rpartition("/")[2] == "__pycache__"
+
+    added = hash_installed_tree(layer_dir, exclude=exclude, threads=1)
+    if not added:
+        return extracted
+    return tuple(sorted((*extracted, *added), key=lambda entry: entry.path))
+
+
+def _record(
+    layer: PublishedLayer, layer_dir: Path, manifest: Sequence[ManifestEntry]
+) -> st.LayerRecord:
+    return st.LayerRecord(
+        install_target=layer.install_target,
+        layer_name=layer.layer_name,
+        category=layer.category,
+        runtime_layer=layer.runtime_layer,
+        required_layers=layer.required_layers,
+        archive_name=layer.archive_name,
+        archive_sha256=layer.archive_sha256,
+        archive_size=layer.archive_size,
+        lock_version=layer.lock_version,
+        launch_module=layer.launch_module,
+        installed_size=sum(entry.size for entry in manifest),
+        file_count=len(manifest),
+        deployed_at=st.now(),
+        inode=st.inode(layer_dir),
+    )
+
+
+def _plan(
+    state: st.DeployState,
+    selection: Selection,
+    records: Mapping[DeployName, st.LayerRecord],
+    staging: str,
+    platform: TargetPlatform,
+    src: StackSource,
+) -> st.Transaction:
+    new_roots = {str(layer.layer_name): layer.install_target for layer in selection.roots}
+    roots = new_roots if selection.full else {**state.roots, **new_roots}
+    after = st.DeployState(roots=roots, layers={**state.layers, **records})
+    needed = after.needed()
+    remove = tuple(sorted(name for name in after.layers if name not in needed))
+    install = tuple(
+        layer.install_target for layer in selection.layers if layer.install_target in records
+    )
+    return st.Transaction(
+        staging=staging,
+        install=install,
+        records=dict(records),
+        remove=remove,
+        roots=roots,
+        platform=str(platform),
+        source=src.text,
+    )
+
+
+def _with_transaction(state: st.DeployState, txn: st.Transaction) -> st.DeployState:
+    return st.DeployState(
+        platform=state.platform,
+        source=state.source,
+        roots=state.roots,
+        layers=state.layers,
+        transaction=txn,
+    )
+
+
+def _layer_result(
+    layer: PublishedLayer,
+    state: st.DeployState,
+    todo: Sequence[PublishedLayer],
+    times: Mapping[str, float],
+    *,
+    existed: bool,
+) -> LayerResult:
+    record = state.layers.get(layer.install_target)
+    installed = record.installed_size if record is not None else 0
+    action = ("updated" if existed else "installed") if layer in todo else "unchanged"
+    return LayerResult(
+        layer.install_target,
+        layer.layer_name,
+        layer.category,
+        action,
+        layer.archive_name,
+        layer.archive_size,
+        installed,
+        round(times.get(layer.install_target, 0.0), 3),
+    )
+
+
+# -- remove -----------------------------------------------------------------------------
+
+
+def remove(
+    target: Path,
+    name: str,
+    *,
+    lock_timeout: float | None = None,
+    reporter: Reporter = NULL_REPORTER,
+) -> RemoveResult:
+    """Remove the deployed app (or other root layer) `name`, and every layer only it needed."""
+    target = Path(target).absolute()
+    if st.read_state(target) is None:
+        raise DeployError(f"{target} has no venvlayers deployment")
+    with st.target_lock(target, timeout=lock_timeout, waiting=reporter.note):
+        state = recover(target, st.read_state(target) or st.DeployState(), reporter)
+        key = _find_root(state, name, target)
+        roots = {k: v for k, v in state.roots.items() if k != key}
+        needed = state.needed(roots)
+        txn = st.Transaction(
+            staging=f"{st.STAGING_PREFIX}{st.new_token()}",
+            install=(),
+            records={},
+            remove=tuple(sorted(n for n in state.layers if n not in needed)),
+            roots=roots,
+            platform=state.platform or "",
+            source=state.source,
+        )
+        state = st.write_state(target, _with_transaction(state, txn))
+        apply_transaction(target, state, reporter)
+    return RemoveResult(target, key, txn.remove)
+
+
+def _find_root(state: st.DeployState, name: str, target: Path) -> str:
+    for key, deployed in state.roots.items():
+        record = state.layers.get(deployed)
+        short = record.short_name if record is not None else key
+        if name in (key, deployed, short):
+            return key
+    if any(name in (r.install_target, r.layer_name) for r in state.layers.values()):
+        raise DeployError(
+            f"{name!r} is only deployed because other layers need it; remove those instead"
+        )
+    roots = ", ".join(sorted(state.roots)) or "none"
+    raise DeployError(f"nothing named {name!r} is deployed in {target} (deployed: {roots})")

@@ -1,0 +1,428 @@
+"""What a deploy remembers in its target, and how it changes the target safely.
+
+    TARGET/<install_target>/                one directory per deployed layer
+    TARGET/.venvlayers/lock                 flock()ed while a deploy or remove runs
+    TARGET/.venvlayers/state.json           layers, roots, an unfinished transaction
+    TARGET/.venvlayers/manifests/<sha>.json installed files of the layer from that archive
+    TARGET/.venvlayers/staging-<token>/     layers being prepared (deleted when done)
+    TARGET/.venvlayers/downloads-<token>/   archives fetched from a URL (deleted when done)
+
+`state.json` is only ever replaced whole (write, fsync, rename), so a reader sees one
+version or the next. A deploy prepares every new layer in a staging directory first
+and records a *transaction* (which staged directory becomes which layer, which layers
+go) before it moves anything: whatever kills it afterwards, the next deploy or remove
+finishes the transaction before doing its own work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import functools
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .._util.fs import format_json, remove_tree, write_atomic
+from ..archives.common import ManifestEntry
+from ..errors import ArchiveError, DeployError
+from ..names import BuildName, DeployName, LayerCategory
+
+STATE_DIR = ".venvlayers"
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+MANIFESTS = "manifests"
+STAGING_PREFIX = "staging-"
+DOWNLOADS_PREFIX = "downloads-"
+FORMAT = 1
+
+
+def now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def new_token() -> str:
+    """Unique among concurrent processes and across reboots."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+# -- records ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One deployed layer as `state.json` remembers it."""
+
+    install_target: DeployName
+    layer_name: BuildName
+    category: LayerCategory
+    runtime_layer: DeployName
+    required_layers: tuple[DeployName, ...]
+    archive_name: str
+    archive_sha256: str
+    archive_size: int
+    lock_version: int
+    launch_module: str | None
+    installed_size: int
+    file_count: int
+    deployed_at: str
+    inode: int = 0
+    """Of the layer directory; tells whether an interrupted transaction moved it yet."""
+
+    @property
+    def lower(self) -> tuple[DeployName, ...]:
+        if self.category is LayerCategory.RUNTIMES:
+            return ()
+        return (*self.required_layers, self.runtime_layer)
+
+    @property
+    def short_name(self) -> str:
+        return self.layer_name.removeprefix(self.category.prefix)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "layer_name": self.layer_name,
+            "category": self.category.value,
+            "runtime_layer": self.runtime_layer,
+            "required_layers": list(self.required_layers),
+            "archive_name": self.archive_name,
+            "archive_sha256": self.archive_sha256,
+            "archive_size": self.archive_size,
+            "lock_version": self.lock_version,
+            "installed_size": self.installed_size,
+            "file_count": self.file_count,
+            "deployed_at": self.deployed_at,
+            "inode": self.inode,
+        }
+        if self.launch_module is not None:
+            data["app_launch_module"] = self.launch_module
+        return data
+
+    @classmethod
+    def from_dict(cls, install_target: str, data: Mapping[str, Any]) -> LayerRecord:
+        try:
+            launch = data.get("app_launch_module")
+            return cls(
+                install_target=DeployName(install_target),
+                layer_name=BuildName(str(data["layer_name"])),
+                category=LayerCategory(data["category"]),
+                runtime_layer=DeployName(str(data["runtime_layer"])),
+                required_layers=tuple(DeployName(str(x)) for x in data["required_layers"]),
+                archive_name=str(data["archive_name"]),
+                archive_sha256=str(data["archive_sha256"]),
+                archive_size=int(data["archive_size"]),
+                lock_version=int(data.get("lock_version", 1)),
+                launch_module=str(launch) if launch is not None else None,
+                installed_size=int(data.get("installed_size", 0)),
+                file_count=int(data.get("file_count", 0)),
+                deployed_at=str(data.get("deployed_at", "")),
+                inode=int(data.get("inode", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"layer {install_target!r}: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """Moves decided by a deploy or remove, replayed until they are all done.
+
+    `install` maps layer directories to the staged directories (below
+    `.venvlayers/<staging>/`) that replace them, in install order; `records` are
+    the layers' new records; `remove` the layers to delete; `roots` the new roots.
+    """
+
+    staging: str
+    install: tuple[DeployName, ...]
+    records: Mapping[DeployName, LayerRecord]
+    remove: tuple[DeployName, ...]
+    roots: Mapping[str, DeployName]
+    platform: str
+    source: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "staging": self.staging,
+            "install": list(self.install),
+            "records": {k: v.to_dict() for k, v in self.records.items()},
+            "remove": list(self.remove),
+            "roots": dict(self.roots),
+            "platform": self.platform,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Transaction:
+        try:
+            return cls(
+                staging=str(data["staging"]),
+                install=tuple(DeployName(str(x)) for x in data["install"]),
+                records={
+                    DeployName(k): LayerRecord.from_dict(k, v) for k, v in data["records"].items()
+                },
+                remove=tuple(DeployName(str(x)) for x in data["remove"]),
+                roots={str(k): DeployName(str(v)) for k, v in data["roots"].items()},
+                platform=str(data["platform"]),
+                source=data.get("source"),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"transaction: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class DeployState:
+    """`TARGET/.venvlayers/state.json`.
+
+    `roots` maps the build name of each layer a user asked for (`app-two`) to the
+    install target now deployed for it (`app-two@2`); every other layer stays only
+    while a root needs it.
+    """
+
+    platform: str | None = None
+    source: str | None = None
+    updated_at: str = ""
+    roots: Mapping[str, DeployName] = field(default_factory=dict)
+    layers: Mapping[DeployName, LayerRecord] = field(default_factory=dict)
+    transaction: Transaction | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format": FORMAT,
+            "platform": self.platform,
+            "source": self.source,
+            "updated_at": self.updated_at,
+            "roots": dict(sorted(self.roots.items())),
+            "layers": {k: self.layers[k].to_dict() for k in sorted(self.layers)},
+        }
+        if self.transaction is not None:
+            data["transaction"] = self.transaction.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeployState:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"unknown state format {data.get('format')!r}")
+        txn = data.get("transaction")
+        return cls(
+            platform=data.get("platform"),
+            source=data.get("source"),
+            updated_at=str(data.get("updated_at", "")),
+            roots={str(k): DeployName(str(v)) for k, v in data.get("roots", {}).items()},
+            layers={
+                DeployName(k): LayerRecord.from_dict(k, v)
+                for k, v in data.get("layers", {}).items()
+            },
+            transaction=Transaction.from_dict(txn) if txn is not None else None,
+        )
+
+    def needed(self, roots: Mapping[str, DeployName] | None = None) -> set[DeployName]:
+        """Install targets of the roots and of every layer below them."""
+        keep: set[DeployName] = set()
+        pending = list((self.roots if roots is None else roots).values())
+        while pending:
+            name = pending.pop()
+            if name in keep:
+                continue
+            keep.add(name)
+            record = self.layers.get(name)
+            if record is not None:
+                pending.extend(record.lower)
+        return keep
+
+
+def state_dir(target: Path) -> Path:
+    return target / STATE_DIR
+
+
+def read_state(target: Path) -> DeployState | None:
+    """The target's state, None if nothing was ever deployed there."""
+    path = state_dir(target) / STATE_FILE
+    try:
+        raw = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DeployError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return DeployState.from_dict(json.loads(raw))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DeployError(f"{path} is damaged ({exc}); move it away to start afresh") from None
+
+
+def write_state(target: Path, state: DeployState) -> DeployState:
+    state = replace(state, updated_at=now())
+    try:
+        write_atomic(state_dir(target) / STATE_FILE, format_json(state.to_dict()))
+    except OSError as exc:
+        raise _os_error(f"cannot write the deploy state in {state_dir(target)}", exc) from None
+    return state
+
+
+def manifest_path(target: Path, sha256: str) -> Path:
+    return state_dir(target) / MANIFESTS / f"{sha256}.json"
+
+
+def write_manifest(target: Path, sha256: str, entries: Sequence[ManifestEntry]) -> None:
+    # compact: a big layer has tens of thousands of entries
+    text = json.dumps([e.to_dict() for e in entries], separators=(",", ":"))
+    try:
+        write_atomic(manifest_path(target, sha256), text + "\n")
+    except OSError as exc:
+        raise _os_error("cannot record the installed files", exc) from None
+
+
+def read_manifest(target: Path, sha256: str) -> tuple[ManifestEntry, ...]:
+    path = manifest_path(target, sha256)
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        return tuple(ManifestEntry.from_dict(item) for item in data)
+    except (OSError, ValueError, TypeError, ArchiveError) as exc:
+        raise DeployError(f"cannot read the installed-file manifest {path}: {exc}") from None
+
+
+def _os_error(what: str, exc: OSError) -> DeployError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DeployError(f"{what}: disk full")
+    return DeployError(f"{what}: {exc.strerror or exc}")
+
+
+# -- locking ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def target_lock(
+    target: Path, *, timeout: float | None, waiting: Callable[[str], None]
+) -> Iterator[None]:
+    """Hold the target's lock: one deploy or remove at a time (the OS frees it on death).
+
+    `timeout=None` waits as long as it takes, `0` fails at once; `waiting` hears once
+    that another process holds it.
+    """
+    directory = state_dir(target)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise _os_error(f"cannot lock {target}", exc) from None
+    try:
+        _acquire(fd, target, timeout, waiting)
+        with contextlib.suppress(OSError):  # who holds it, for the next one's message
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _acquire(fd: int, target: Path, timeout: float | None, waiting: Callable[[str], None]) -> None:
+    if sys.platform == "win32":
+        return  # not supported there yet: deploys must not overlap
+    import fcntl
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+                return  # a file system without locks: go on unprotected, as tar would
+            raise
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeployError(
+                f"another venvlayers process (pid {holder}) is deploying into {target}; "
+                "try again when it has finished"
+            )
+        if not told:
+            waiting(
+                f"waiting for another venvlayers process (pid {holder}) to finish with {target}"
+            )
+            told = True
+        time.sleep(0.1)
+
+
+# -- moving directories -----------------------------------------------------------------
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """glibc's renameat2 (2.28+), or None where it does not exist."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux `RENAME_EXCHANGE`); False if unsupported."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False  # old kernel or a file system without it
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def replace_dir(new: Path, final: Path, aside: Path, *, use_exchange: bool = True) -> None:
+    """Put directory `new` at `final`; whatever was at `final` ends up at `aside`.
+
+    With `RENAME_EXCHANGE` there is no moment without a `final`. Elsewhere `final`
+    is first renamed to `aside`, then `new` renamed in: a crash between the two leaves
+    `final` missing with the old version at `aside`, which `restore_aside` undoes.
+    """
+    if not os.path.lexists(final):
+        os.rename(new, final)
+        return
+    if use_exchange and exchange(new, final):
+        os.rename(new, aside)  # `new` now names the old version
+        return
+    os.rename(final, aside)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.rename(aside, final)
+        raise
+
+
+def restore_aside(final: Path, aside: Path) -> None:
+    """Undo a `replace_dir` cut short between its two renames."""
+    if os.path.lexists(aside) and not os.path.lexists(final):
+        os.rename(aside, final)
+
+
+def inode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return 0
+
+
+def remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        remove_tree(path)

@@ -1,0 +1,3 @@
+"""Planning: from a spec and its locks to the work of build and publish."""
+
+from __future__ import annotations

@@ -1,0 +1,414 @@
+"""`venvlayers publish` and `local-export`: layers as reproducible archives or directories.
+
+Archives are written straight from the build environments (no staging copy), layers
+in parallel, each compressor on every core, with the same bytes for the same layer
+content wherever and whenever it was built. What an archive may not contain is left
+out (bytecode caches unless asked for, the interpreter links into the runtime layer
+that `postinstall.py` recreates on the target), and a layer whose build does not
+match its lock and spec is refused rather than published stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._util.fs import remove_tree
+from .._util.proc import clean_env, run
+from ..archives.archive import (
+    DEFAULT_FORMAT,
+    ArchiveFormat,
+    cleanup_partials,
+    default_level,
+    write_archive,
+)
+from ..building.build import LayerPlan, plan_stack, read_stamp
+from ..errors import PublishError
+from ..layout import POSTINSTALL
+from ..names import BuildName, DeployName
+from ..platforms import build_platform
+from ..progress import NULL_REPORTER, Reporter
+from ..spec.graph import select_layers
+from ..spec.stack import StackSpec
+from .metadata import ARCHIVE_FIELDS, MetadataDir, clamp_time, layer_metadata
+
+__all__ = [
+    "ExportOptions",
+    "LayerOutput",
+    "PublishOptions",
+    "export_stack",
+    "layer_exclude",
+    "publish_stack",
+]
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    build_dir: Path | None = None  # default: <spec dir>/_build
+    output_dir: Path | None = None  # default: <spec dir>/_artifacts
+    include: Sequence[str] = ()
+    allow_missing: bool = False
+    publish_dependencies: bool = False  # with include: also the layers below
+    publish_derived: bool = False  # with include: also the layers above
+    fmt: ArchiveFormat = DEFAULT_FORMAT
+    level: int | None = None
+    tag_outputs: bool = False
+    force: bool = False
+    dry_run: bool = False
+    compile_bytecode: bool = False
+    jobs: int = 0
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    build_dir: Path | None = None
+    output_dir: Path | None = None  # default: <spec dir>/_export
+    include: Sequence[str] = ()
+    allow_missing: bool = False
+    export_dependencies: bool = True
+    export_derived: bool = False
+    force: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class LayerOutput:
+    """What publishing or exporting did with one layer."""
+
+    build_name: BuildName
+    deploy_name: DeployName
+    action: str  # "published", "exported", "unchanged", "would publish", "would export"
+    path: Path  # the archive or exported directory
+    metadata: dict[str, Any]
+    seconds: float = 0.0
+
+
+def layer_exclude(plan: LayerPlan, *, bytecode: bool) -> Callable[[str], bool]:
+    """What a layer's archive leaves out (paths relative to the layer, POSIX)."""
+    links = set(plan.layout.python_links())  # point into the runtime: made by postinstall
+
+    def exclude(relative: str) -> bool:
+        if relative in links or relative == ".lock":  # uv's lock file for the environment
+            return True
+        name = relative.rpartition("/")[2]
+        if name.endswith(".postinstall-tmp"):
+            return True
+        if bytecode:
+            return ".opt-" in name and name.endswith(".pyc")
+        return name == "__pycache__" or name.endswith((".pyc", ".pyo"))
+
+    return exclude
+
+
+def _selected_plans(
+    stack: StackSpec,
+    build_dir: Path | None,
+    include: Sequence[str],
+    allow_missing: bool,
+    dependencies: bool,
+    derived: bool,
+    reporter: Reporter,
+) -> list[LayerPlan]:
+    build_root = (build_dir or stack.spec_dir / "_build").absolute()
+    selection = select_layers(
+        stack,
+        include or None,
+        dependencies=dependencies or not include,
+        derived=derived,
+        allow_missing=allow_missing,
+    )
+    here = build_platform()
+    layers = [x for x in selection.layers if here in x.platforms]
+    plans = plan_stack(stack, layers, build_root, reporter=reporter)
+    result = [plans[x.build_name] for x in layers]
+    for plan in result:
+        stamp = read_stamp(plan.path)
+        if stamp is None:
+            raise PublishError(
+                f"{plan.build_name}: not built (no finished build in {plan.path}); "
+                "run `venvlayers build` first"
+            )
+        if stamp.get("inputs_hash") != plan.inputs_hash:
+            raise PublishError(
+                f"{plan.build_name}: the build in {plan.path} no longer matches its lock or "
+                "spec; run `venvlayers build` before publishing"
+            )
+    return result
+
+
+# -- publish ----------------------------------------------------------------------------
+
+
+def publish_stack(
+    stack: StackSpec, options: PublishOptions = PublishOptions(), reporter: Reporter = NULL_REPORTER
+) -> list[LayerOutput]:
+    """Write an archive and metadata for each selected layer, then the stack manifest."""
+    plans = _selected_plans(
+        stack,
+        options.build_dir,
+        options.include,
+        options.allow_missing,
+        options.publish_dependencies,
+        options.publish_derived,
+        reporter,
+    )
+    output_dir = (options.output_dir or stack.spec_dir / "_artifacts").absolute()
+    meta_dir = MetadataDir(output_dir)
+    if not options.dry_run:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        # what an interrupted publish left: unfinished archives, unrenamed staging files
+        for leftover in [*cleanup_partials(output_dir), *output_dir.glob(".*.staging.*")]:
+            leftover.unlink(missing_ok=True)
+            _LOG.info("removed the unfinished %s", leftover.name)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    jobs = options.jobs or 2
+
+    def one(plan: LayerPlan) -> LayerOutput:
+        return _publish_layer(plan, options, output_dir, meta_dir, epoch, reporter)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        outputs = list(pool.map(one, plans))
+    if not options.dry_run:
+        _write_manifest(stack, meta_dir)
+    return outputs
+
+
+def _write_manifest(stack: StackSpec, meta_dir: MetadataDir) -> None:
+    """Every layer of the stack that has metadata: a partial publish keeps the others."""
+    entries = []
+    for layer in stack.layers():
+        data = meta_dir.read_layer(layer.build_name)
+        if data is not None:
+            entries.append((layer.category, data))
+    meta_dir.write_manifest(entries)
+
+
+def _archive_name(deploy: str, platform: str, build: int, fmt: ArchiveFormat, tag: bool) -> str:
+    return f"{deploy}-{platform}-{build}.{fmt.value}" if tag else f"{deploy}.{fmt.value}"
+
+
+def _publish_layer(
+    plan: LayerPlan,
+    options: PublishOptions,
+    output_dir: Path,
+    meta_dir: MetadataDir,
+    epoch: str | None,
+    reporter: Reporter,
+) -> LayerOutput:
+    meta = layer_metadata(plan)
+    meta["target_platform"] = str(plan.layout.platform)
+    # how the archive was made: a change means a new archive even for the same build
+    meta["archive_options"] = {
+        "format": options.fmt.value,
+        "level": options.level if options.level is not None else default_level(options.fmt),
+        "bytecode": options.compile_bytecode,
+    }
+    previous = meta_dir.read_layer(plan.build_name)
+    if not options.force and _unchanged(previous, meta, output_dir, options.fmt):
+        assert previous is not None
+        archive = output_dir / str(previous["archive_name"])
+        return LayerOutput(plan.build_name, plan.deploy_name, "unchanged", archive, previous)
+    if options.dry_run:
+        name = _archive_name(plan.deploy_name, meta["target_platform"], 0, options.fmt, False)
+        return LayerOutput(
+            plan.build_name, plan.deploy_name, "would publish", output_dir / name, meta
+        )
+    started = time.monotonic()
+    if options.compile_bytecode:
+        compile_bytecode(plan)
+    staging = output_dir / f".{plan.deploy_name}.staging.{options.fmt.value}"
+    info = write_archive(
+        plan.path,
+        staging,
+        root_name=plan.deploy_name,
+        fmt=options.fmt,
+        level=options.level,
+        clamp_mtime=clamp_time(meta["locked_at"], epoch),
+        exclude=layer_exclude(plan, bytecode=options.compile_bytecode),
+        reporter=reporter,
+        report_key=f"publish:{plan.build_name}",
+    )
+    build = 1
+    if previous and previous.get("lock_version") == meta["lock_version"]:
+        last = previous.get("archive_build", 0)
+        last = last if isinstance(last, int) else 0
+        same = previous.get("archive_hashes", {}).get("sha256") == info.sha256
+        build = last if same and last > 0 else last + 1
+    name = _archive_name(
+        plan.deploy_name, meta["target_platform"], build, options.fmt, options.tag_outputs
+    )
+    meta.update(
+        archive_build=build,
+        archive_name=name,
+        archive_size=info.size,
+        archive_hashes={"sha256": info.sha256},
+    )
+    # the old metadata goes first: an interrupted publish never pairs it with a new archive
+    meta_dir.remove_layer(plan.build_name)
+    final = output_dir / name
+    os.replace(staging, final)
+    meta_dir.write_layer(meta)
+    seconds = time.monotonic() - started
+    _LOG.info("published %s (%d bytes) in %.1fs", name, info.size, seconds)
+    return LayerOutput(plan.build_name, plan.deploy_name, "published", final, meta, seconds)
+
+
+def _unchanged(
+    previous: dict[str, Any] | None, meta: dict[str, Any], output_dir: Path, fmt: ArchiveFormat
+) -> bool:
+    if previous is None:
+        return False
+    for key, value in meta.items():
+        if previous.get(key) != value:
+            return False
+    name = previous.get("archive_name")
+    if not isinstance(name, str) or not name.endswith(f".{fmt.value}"):
+        return False
+    if any(key not in previous for key in ARCHIVE_FIELDS):
+        return False
+    archive = output_dir / name
+    return archive.is_file() and archive.stat().st_size == previous.get("archive_size")
+
+
+def compile_bytecode(plan: LayerPlan) -> None:
+    """Deterministic, hash-based .pyc files (PEP 552) for everything the layer ships."""
+    runtime = plan.lower[-1] if plan.lower else plan
+    python = runtime.path / runtime.layout.python
+    layer = plan.path.resolve()
+    # -s strips the build location from the recorded source paths (Python puts the
+    # real location back when it loads a .pyc); unchecked-hash pycs are not revalidated
+    run(
+        [
+            python,
+            "-I",
+            "-m",
+            "compileall",
+            "-q",
+            "-f",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-s",
+            str(layer),
+            "-x",
+            r"[/\\]test[/\\]|[/\\]tests[/\\]data[/\\]|lib2to3[/\\]tests",
+            str(layer / ("lib" if plan.layout.is_runtime else plan.layout.site_dir)),
+        ],
+        what=f"compiling the bytecode of {plan.build_name}",
+        error=PublishError,
+        env=clean_env({"SOURCE_DATE_EPOCH": "0"}),
+        check=False,
+    )
+
+
+# -- local export -----------------------------------------------------------------------
+
+
+def export_stack(
+    stack: StackSpec, options: ExportOptions = ExportOptions(), reporter: Reporter = NULL_REPORTER
+) -> list[LayerOutput]:
+    """Copy the selected layers into plain directories (deployed names) and finish them."""
+    plans = _selected_plans(
+        stack,
+        options.build_dir,
+        options.include,
+        options.allow_missing,
+        options.export_dependencies,
+        options.export_derived,
+        reporter,
+    )
+    output_dir = (options.output_dir or stack.spec_dir / "_export").absolute()
+    meta_dir = MetadataDir(output_dir)
+    outputs: list[LayerOutput] = []
+    for plan in plans:  # in dependency order: postinstall needs the runtime in place
+        outputs.append(_export_layer(plan, options, output_dir, meta_dir, reporter))
+    if not options.dry_run:
+        _write_manifest(stack, meta_dir)
+    return outputs
+
+
+def _export_layer(
+    plan: LayerPlan,
+    options: ExportOptions,
+    output_dir: Path,
+    meta_dir: MetadataDir,
+    reporter: Reporter,
+) -> LayerOutput:
+    meta = layer_metadata(plan)
+    dest = output_dir / plan.deploy_name
+    previous = meta_dir.read_layer(plan.build_name)
+    if not options.force and previous == meta and dest.is_dir():
+        return LayerOutput(plan.build_name, plan.deploy_name, "unchanged", dest, meta)
+    if options.dry_run:
+        return LayerOutput(plan.build_name, plan.deploy_name, "would export", dest, meta)
+    key = f"export:{plan.build_name}"
+    reporter.begin(key, f"export {plan.deploy_name}")
+    started = time.monotonic()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    meta_dir.remove_layer(plan.build_name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{plan.deploy_name}.export-", dir=output_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it private; an exported layer is for everyone to run
+    try:
+        _copy_tree(plan.path, tmp, layer_exclude(plan, bytecode=False))
+        run_postinstall(tmp, plan, output_dir)
+        if dest.exists() or dest.is_symlink():
+            trash = output_dir / f".{plan.deploy_name}.old-{os.getpid()}"
+            os.replace(dest, trash)
+            os.replace(tmp, dest)
+            remove_tree(trash)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        remove_tree(tmp)
+        reporter.end(key, "failed")
+        raise
+    meta_dir.write_layer(meta)
+    reporter.end(key, "exported")
+    seconds = time.monotonic() - started
+    return LayerOutput(plan.build_name, plan.deploy_name, "exported", dest, meta, seconds)
+
+
+def _copy_tree(source: Path, dest: Path, exclude: Callable[[str], bool]) -> None:
+    """Copy a layer (symlinks as symlinks), leaving out what `exclude` names."""
+
+    def walk(directory: Path, prefix: str) -> None:
+        with os.scandir(directory) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                rel = f"{prefix}{entry.name}"
+                if exclude(rel):
+                    continue
+                target = dest / rel
+                if entry.is_symlink():
+                    os.symlink(os.readlink(entry.path), target)
+                elif entry.is_dir():
+                    target.mkdir()
+                    walk(Path(entry.path), f"{rel}/")
+                else:
+                    shutil.copy2(entry.path, target)
+
+    walk(source, "")
+
+
+def run_postinstall(layer_dir: Path, plan: LayerPlan, stack_dir: Path) -> None:
+    """Run the layer's postinstall.py with the runtime layer's python from `stack_dir`."""
+    runtime = plan.lower[-1] if plan.lower else plan
+    if plan.layout.is_runtime:
+        python = layer_dir / plan.layout.python
+    else:
+        python = stack_dir / runtime.deploy_name / runtime.layout.python
+    run(
+        [python, "-I", "-B", str(layer_dir / POSTINSTALL)],
+        what=f"postinstall of {plan.deploy_name}",
+        error=PublishError,
+    )
