@@ -1,19 +1,32 @@
 """Finish installing this layer (run by `venvlayers deploy`, or by hand after unpacking).
 
-Usage: <base runtime python> postinstall.py
+Usage: <base runtime python> -I postinstall.py [--no-compile]
 
-Stdlib only, and written for any Python 3 the runtime layer may carry. It reads
+Stdlib only, and written for any Python 3.7+ the runtime layer may carry (PEP 552). It reads
 `share/venv/metadata/venvstacks_layer.json` beside it and creates what archives cannot
 hold: the links from a layered environment's `bin/python` to its runtime layer
 (archives never contain links leaving their own layer). Everything else in a
 venvlayers layer is already relative to the layer, so a deployed stack keeps working
 when its whole directory is moved. Safe to run more than once.
+
+Then, unless `--no-compile`, it compiles every `.py` below the layer's `lib` folder to
+bytecode, on every core, with the interpreter running it (the runtime's: bytecode is
+specific to its version). The `.pyc` files are checked-hash ones (PEP 552): valid
+wherever the layer is moved or copied, with no write needed at start-up, and a source
+edited later is noticed. Existing valid hash-based `.pyc` files (shipped in the
+archive) are kept. A file that does not compile is listed as a warning on stderr
+(`postinstall: warning: cannot compile PATH: REASON`); it does not fail the install.
+
+`postinstall.py --compile-worker` is the same compiler for `venvlayers deploy`: it
+reads requests `{"layer": LAYER_DIR, "paths": [layer-relative .py paths]}` from stdin,
+one JSON object per line, and answers each with one JSON line (see `_compile_batch`).
 """
 
+import hashlib
 import json
 import os
 import sys
-from typing import Any, Dict, NoReturn
+from typing import Any, Dict, List, NoReturn, Tuple
 
 LAYER_CONFIG = os.path.join("share", "venv", "metadata", "venvstacks_layer.json")
 
@@ -95,12 +108,166 @@ def _check_lower_layers(layer_dir: str, config: Dict[str, Any]) -> None:
         )
 
 
-def main() -> int:
+# -- bytecode -------------------------------------------------------------------------
+
+_PYC_MODE = 0o644  # readable by all who can read the sources, whatever the umask
+_BATCH = 48  # files per task: large enough that passing tasks costs little
+
+
+def _source_files(layer_dir: str, config: Dict[str, Any]) -> List[str]:
+    """The `.py` files below the layer's lib folder (the top of `site_dir`), sorted."""
+    top = config["site_dir"].replace("\\", "/").split("/")[0] or "lib"
+    found = []
+    for parent, dirs, files in os.walk(os.path.join(layer_dir, top)):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel_parent = os.path.relpath(parent, layer_dir).replace(os.sep, "/")
+        for name in files:
+            if name.endswith(".py") and not os.path.islink(os.path.join(parent, name)):
+                found.append(f"{rel_parent}/{name}")
+    return sorted(found)
+
+
+def _compile_batch(layer_dir: str, paths: List[str]) -> Dict[str, Any]:
+    """Compile layer-relative `.py` paths; what was written, kept and refused.
+
+    `{"compiled": [[pyc path, size, sha256, mode], ...], "kept": N,
+    "failed": [[py path, reason], ...]}`, paths relative to the layer (POSIX).
+    """
+    import importlib.util
+    import marshal
+
+    magic = importlib.util.MAGIC_NUMBER
+    compiled: List[Tuple[str, int, str, int]] = []
+    failed: List[Tuple[str, str]] = []
+    kept = 0
+    for rel in paths:
+        source_path = os.path.join(layer_dir, *rel.split("/"))
+        try:
+            with open(source_path, "rb") as f:
+                source = f.read()
+        except OSError as exc:
+            failed.append((rel, f"cannot read it: {exc.strerror}"))
+            continue
+        source_hash = importlib.util.source_hash(source)
+        pyc_path = importlib.util.cache_from_source(source_path)
+        if _valid_hash_pyc(pyc_path, magic, source_hash):
+            kept += 1
+            continue
+        try:
+            # The layer-relative name keeps the bytecode independent of where the layer
+            # is; importing it puts the real path in (co_filename fixed on load).
+            code = compile(source, rel, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
+            failed.append((rel, _describe(exc)))
+            continue
+        # PEP 552 header: flags 0b11 = hash-based, check the source
+        data = magic + (3).to_bytes(4, "little") + source_hash + marshal.dumps(code)
+        _write_pyc(pyc_path, data)
+        pyc_rel = os.path.relpath(pyc_path, layer_dir).replace(os.sep, "/")
+        compiled.append((pyc_rel, len(data), hashlib.sha256(data).hexdigest(), _PYC_MODE))
+    return {"compiled": compiled, "kept": kept, "failed": failed}
+
+
+def _valid_hash_pyc(pyc_path: str, magic: bytes, source_hash: bytes) -> bool:
+    try:
+        with open(pyc_path, "rb") as f:
+            header = f.read(16)
+    except OSError:
+        return False
+    flags = int.from_bytes(header[4:8], "little")
+    return header[:4] == magic and flags & 1 == 1 and header[8:16] == source_hash
+
+
+def _write_pyc(pyc_path: str, data: bytes) -> None:
+    """Write atomically: a process starting meanwhile sees no pyc or a whole one."""
+    os.makedirs(os.path.dirname(pyc_path), exist_ok=True)
+    tmp = f"{pyc_path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PYC_MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            os.chmod(tmp, _PYC_MODE)
+        os.replace(tmp, pyc_path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"{type(exc).__name__}: {exc.msg} (line {exc.lineno})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _compile_task(task: Tuple[str, List[str]]) -> Dict[str, Any]:
+    return _compile_batch(*task)
+
+
+def compile_layer(layer_dir: str, config: Dict[str, Any]) -> int:
+    """Compile the layer's sources on every core; the number of files that failed."""
+    paths = _source_files(layer_dir, config)
+    tasks = [(layer_dir, paths[i : i + _BATCH]) for i in range(0, len(paths), _BATCH)]
+    jobs = _cpu_count()
+    if jobs > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(jobs, len(tasks))) as pool:
+            results = list(pool.map(_compile_task, tasks))
+    else:
+        results = [_compile_task(task) for task in tasks]
+    failures = 0
+    for result in results:
+        for rel, reason in result["failed"]:
+            sys.stderr.write(f"postinstall: warning: cannot compile {rel}: {reason}\n")
+            failures += 1
+    return failures
+
+
+def _cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def compile_worker() -> int:
+    """Serve `_compile_batch` over stdin/stdout for `venvlayers deploy`."""
+    _die_with_parent()
+    for line in sys.stdin:
+        request = json.loads(line)
+        reply = _compile_batch(request["layer"], request["paths"])
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _die_with_parent() -> None:
+    """Stop writing into a staging directory once the deploy that started us is gone."""
+    if not sys.platform.startswith("linux"):
+        return  # elsewhere the worker ends at its next read, when stdin closes
+    import contextlib
+    import ctypes
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the deploy handles Ctrl-C
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
+
+
+def main(argv: List[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--compile-worker"]:
+        return compile_worker()
+    unknown = [a for a in args if a != "--no-compile"]
+    if unknown:
+        _fail(f"unknown arguments {' '.join(unknown)} (usage: postinstall.py [--no-compile])")
     layer_dir = os.path.dirname(os.path.abspath(__file__))
     config = _load_config(layer_dir)
     if os.name != "nt":
         _link_base_python(layer_dir, config)
     _check_lower_layers(layer_dir, config)
+    if "--no-compile" not in args:
+        compile_layer(layer_dir, config)
     return 0
 
 

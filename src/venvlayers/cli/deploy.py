@@ -54,9 +54,17 @@ def deploy_command(
     force: Annotated[
         bool, typer.Option("--force", help="Reinstall layers that are already deployed.")
     ] = False,
+    no_compile: Annotated[
+        bool,
+        typer.Option(
+            "--no-compile",
+            help="Do not compile bytecode: a faster deploy, but each app's first start "
+            "compiles what it imports (every start, where bytecode cannot be written).",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Deploy a published stack: verify, unpack, run postinstall, move into place.
+    """Deploy a published stack: verify, unpack, compile, run postinstall, move into place.
 
     Layers already deployed from the same archive are left alone; layers no deployed
     app needs any more are removed. An interrupted deploy leaves the previous one
@@ -71,6 +79,7 @@ def deploy_command(
             apps=tuple(apps or ()),
             platform=platform,
             force=force,
+            compile_bytecode=not no_compile,
             reporter=reporter,
         )
     _render_deploy(result, json_output)
@@ -94,6 +103,8 @@ def _render_deploy(result: DeployResult, json_output: bool) -> None:
                         "archive_size": layer.archive_size,
                         "installed_size": layer.installed_size,
                         "seconds": layer.seconds,
+                        "compiled": layer.compiled,
+                        "not_compiled": list(layer.not_compiled),
                     }
                     for layer in result.layers
                 ],

@@ -7,7 +7,8 @@
 2. *Prepare* (under the target's lock; changes nothing a user sees): fetch remote
    archives, verify them, extract each changed layer into
    `TARGET/.venvlayers/staging-<token>/<install_target>` with `extract_archive`'s
-   containment checks, and run its `postinstall.py` there. Unchanged layers appear
+   containment checks, compile its bytecode with its runtime's interpreter (see
+   `venvlayers.bytecode`), and run its `postinstall.py` there. Unchanged layers appear
    in the staging directory as links to their deployed directories, so each staged
    layer finds its lower layers as siblings, exactly as it will after the move.
 3. *Commit*: record the moves as a transaction in `state.json`, then move each staged
@@ -34,7 +35,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from ..archives.archive import (
     hash_installed_tree,
     verify_file,
 )
+from ..bytecode import Compiler, CompileResult, cpu_count, source_files
 from ..errors import DeployError
 from ..layout import LAYER_CONFIG, POSTINSTALL
 from ..names import BuildName, DeployName, LayerCategory
@@ -89,6 +91,10 @@ class LayerResult:
     archive_size: int
     installed_size: int
     seconds: float = 0.0
+    compiled: int = 0
+    """`.pyc` files this deploy wrote for the layer (0 for unchanged layers)."""
+    not_compiled: tuple[str, ...] = ()
+    """Layer-relative `.py` files that do not compile (also reported as warnings)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ def deploy(
     apps: Sequence[str] = (),
     platform: str | TargetPlatform | None = None,
     force: bool = False,
+    compile_bytecode: bool = True,
     lock_timeout: float | None = None,
     reporter: Reporter = NULL_REPORTER,
 ) -> DeployResult:
@@ -127,14 +134,25 @@ def deploy(
     `apps` names what to deploy (an app's short name, or a layer's build name or
     install target); with none, every layer published for `platform` (default: this
     machine's) is. Layers whose deployed archive has the same sha256 are left alone
-    unless `force`. `lock_timeout` bounds the wait for another deploy into `target`
-    (None: wait as long as it takes). Raises `DeployError` or `ArchiveError`; the
-    target is then as before (see the module docstring for interruptions).
+    unless `force` (or unless they were deployed without bytecode and
+    `compile_bytecode` asks for it). `compile_bytecode` gives every installed `.py`
+    checked-hash bytecode from its runtime's interpreter, so apps start at full speed
+    even on a read-only tree or with PYTHONDONTWRITEBYTECODE; without it the deploy
+    is faster and the first start of each app pays instead (every start, where
+    bytecode cannot be written). A `.py` that does not compile is a warning
+    (`reporter.note`, `LayerResult.not_compiled`), not a failure. Layers for another
+    CPU cannot run their interpreter here and get no bytecode. `lock_timeout` bounds
+    the wait for another deploy into `target` (None: wait as long as it takes).
+    Raises `DeployError` or `ArchiveError`; the target is then as before (see the
+    module docstring for interruptions).
     """
     started = time.monotonic()
     src = StackSource.parse(source)
     plat = _target_platform(platform)
     helper_python = _postinstall_python(plat)
+    if compile_bytecode and helper_python is not None:
+        reporter.note(f"{plat} layers get no bytecode here: their interpreter cannot run here")
+        compile_bytecode = False
     selection = select_layers(src.load(), apps, plat)
     target = Path(target).absolute()
     if target.exists() and not target.is_dir():
@@ -144,7 +162,7 @@ def deploy(
     verified: set[str] = set()
     if src.is_local:
         early = _read_state_unlocked(target)
-        for layer in _to_install(selection.layers, early, target, force):
+        for layer in _to_install(selection.layers, early, target, force, compile_bytecode):
             _verify_local(src, layer)
             verified.add(layer.archive_sha256)
 
@@ -158,12 +176,10 @@ def deploy(
             raise DeployError(
                 f"{target} holds a {state.platform} deployment; deploy {plat} layers elsewhere"
             )
-        todo = _to_install(selection.layers, state, target, force)
+        todo = _to_install(selection.layers, state, target, force, compile_bytecode)
         existed = {x.install_target for x in todo if os.path.lexists(target / x.install_target)}
-        times: dict[str, float] = {}
-        state = _prepare_and_record(
-            src, selection, state, todo, target, plat, helper_python, verified, times, reporter
-        )
+        stage = _Staging(target, helper_python, compile_bytecode, reporter)
+        state = _prepare_and_record(src, selection, state, todo, stage, plat, verified)
         assert state.transaction is not None
         txn = state.transaction
         state = apply_transaction(target, state, reporter)
@@ -172,7 +188,7 @@ def deploy(
     for name in txn.remove:
         _LOG.info("removed %s: no deployed app needs it", name)
     results = tuple(
-        _layer_result(layer, state, todo, times, existed=layer.install_target in existed)
+        _layer_result(layer, state, todo, stage, existed=layer.install_target in existed)
         for layer in selection.layers
     )
     return DeployResult(
@@ -217,13 +233,19 @@ def _read_state_unlocked(target: Path) -> st.DeployState | None:
 
 
 def _to_install(
-    layers: Iterable[PublishedLayer], state: st.DeployState | None, target: Path, force: bool
+    layers: Iterable[PublishedLayer],
+    state: st.DeployState | None,
+    target: Path,
+    force: bool,
+    compile_bytecode: bool,
 ) -> list[PublishedLayer]:
     todo = []
     for layer in layers:
         record = state.layers.get(layer.install_target) if state else None
         same = record is not None and record.archive_sha256 == layer.archive_sha256
-        if force or not same or not (target / layer.install_target).is_dir():
+        # deployed with --no-compile (or by a venvlayers without bytecode): install anew
+        lacks_bytecode = compile_bytecode and record is not None and not record.bytecode
+        if force or not same or lacks_bytecode or not (target / layer.install_target).is_dir():
             todo.append(layer)
     return todo
 
@@ -239,26 +261,36 @@ def _verify_local(src: StackSource, layer: PublishedLayer) -> Path:
 # -- phase 2: prepare -------------------------------------------------------------------
 
 
+@dataclass
+class _Staging:
+    """What staging the layers of one deploy needs, and what it found out."""
+
+    target: Path
+    helper_python: str | None
+    compile_bytecode: bool
+    reporter: Reporter
+    times: dict[str, float] = field(default_factory=dict)
+    compiled: dict[str, CompileResult] = field(default_factory=dict)
+
+
 def _prepare_and_record(
     src: StackSource,
     selection: Selection,
     state: st.DeployState,
     todo: Sequence[PublishedLayer],
-    target: Path,
+    stage: _Staging,
     platform: TargetPlatform,
-    helper_python: str | None,
     verified: set[str],
-    times: dict[str, float],
-    reporter: Reporter,
 ) -> st.DeployState:
     """Stage every layer in `todo`, then record the transaction that commits them."""
+    target, reporter = stage.target, stage.reporter
     token = st.new_token()
     staging = st.state_dir(target) / f"{st.STAGING_PREFIX}{token}"
     downloads = st.state_dir(target) / f"{st.DOWNLOADS_PREFIX}{token}"
     try:
         staging.mkdir()
         archives = _fetch_archives(src, todo, verified, downloads, reporter)
-        records = _stage_layers(todo, archives, staging, target, helper_python, times, reporter)
+        records = _stage_layers(todo, archives, staging, stage)
         txn = _plan(state, selection, records, staging.name, platform, src)
         return st.write_state(target, _with_transaction(state, txn))
     except BaseException:
@@ -295,16 +327,16 @@ def _stage_layers(
     todo: Sequence[PublishedLayer],
     archives: Mapping[DeployName, Path],
     staging: Path,
-    target: Path,
-    helper_python: str | None,
-    times: dict[str, float],
-    reporter: Reporter,
+    stage: _Staging,
 ) -> dict[DeployName, st.LayerRecord]:
-    """Extract every layer of `todo` into `staging` and finish it there.
+    """Extract every layer of `todo` into `staging`, compile and finish it there.
 
-    Extractions run in parallel. A layer's postinstall starts as soon as it and the
-    layers below it are extracted and its runtime's postinstall has finished, so
-    postinstalls overlap with each other and with the remaining extractions.
+    Extractions run in parallel. Each layer's bytecode is compiled as soon as it and
+    its runtime are extracted, by worker processes of that runtime's interpreter (one
+    per core, shared by the layers), overlapping the remaining extractions. A layer's
+    postinstall starts as soon as it and the layers below it are extracted and its
+    runtime's postinstall has finished, so postinstalls overlap with each other and
+    with the remaining extractions too.
     """
     staged = {layer.install_target for layer in todo}
     for layer in todo:
@@ -315,31 +347,80 @@ def _stage_layers(
                 os.symlink(f"../../{low}", link)
     started = time.monotonic()
     records: dict[DeployName, st.LayerRecord] = {}
+    compilers: dict[str, Compiler] = {}
+    compiling: dict[DeployName, Future[CompileResult]] = {}
+    reporter = stage.reporter
+
+    def compile_layer(layer: PublishedLayer, extracted: ExtractedLayer) -> None:
+        layer_dir = staging / layer.install_target
+        config = _layer_config(layer_dir, layer)
+        python = _layer_python(layer, layer_dir, staging, config)
+        site_dir = config.get("site_dir")
+        if not isinstance(site_dir, str):
+            raise DeployError(f"{layer.install_target}: its layer config has no 'site_dir'")
+        paths = source_files(extracted.manifest, site_dir)
+        compiler = compilers.get(python)
+        if compiler is None:
+            compiler = compilers[python] = Compiler(
+                Path(python), jobs=cpu_count(), error=DeployError, env=clean_env()
+            )
+        sizes = {e.path: e.size for e in extracted.manifest}
+        key = f"compile:{layer.install_target}"
+        reporter.begin(key, f"compiling {layer.install_target}", total=sum(map(sizes.get, paths)))  # type: ignore[arg-type]
+
+        def progress(done: Sequence[str]) -> None:
+            reporter.advance(key, sum(sizes[p] for p in done))
+
+        future = compiler.submit(layer_dir, paths, progress)
+        future.add_done_callback(lambda f: reporter.end(key, "failed" if f.exception() else "done"))
+        compiling[layer.install_target] = future
 
     def finish(layer: PublishedLayer, extracted: ExtractedLayer) -> None:
         layer_dir = staging / layer.install_target
-        _run_postinstall(layer, layer_dir, staging, helper_python)
-        manifest = _final_manifest(layer_dir, extracted.manifest)
-        st.write_manifest(target, layer.archive_sha256, manifest)
-        records[layer.install_target] = _record(layer, layer_dir, manifest)
-        times[layer.install_target] = time.monotonic() - started
+        _run_postinstall(layer, layer_dir, staging, stage.helper_python)
+        compiled = CompileResult()
+        if layer.install_target in compiling:
+            compiled = compiling[layer.install_target].result()
+            stage.compiled[layer.install_target] = compiled
+            for path, reason in compiled.failed:
+                reporter.note(f"warning: {layer.install_target}: cannot compile {path}: {reason}")
+        manifest = _final_manifest(layer_dir, extracted.manifest, compiled.compiled)
+        st.write_manifest(stage.target, layer.archive_sha256, manifest)
+        records[layer.install_target] = _record(
+            layer, layer_dir, manifest, bytecode=stage.compile_bytecode
+        )
+        stage.times[layer.install_target] = time.monotonic() - started
 
     # runtimes first (every other postinstall waits for theirs), then the biggest first
     order = sorted(todo, key=lambda x: (x.category is not LayerCategory.RUNTIMES, -x.archive_size))
-    with (
-        extractor([x.archive_size for x in order], _JOBS, reporter) as submit,
-        ThreadPoolExecutor(_JOBS, thread_name_prefix="deploy-finish") as finishing,
-    ):
-        extractions = {
-            x.install_target: submit(x.install_target, archives[x.install_target], staging)
-            for x in order
-        }
-        try:
-            _schedule(todo, extractions, finishing, finish)
-        except BaseException:
-            for future in extractions.values():
-                future.cancel()
-            raise
+    ok = False
+    try:
+        with (
+            extractor([x.archive_size for x in order], _JOBS, reporter) as submit,
+            ThreadPoolExecutor(_JOBS, thread_name_prefix="deploy-finish") as finishing,
+        ):
+            extractions = {
+                x.install_target: submit(x.install_target, archives[x.install_target], staging)
+                for x in order
+            }
+            try:
+                _schedule(
+                    todo,
+                    extractions,
+                    finishing,
+                    finish,
+                    compile_layer if stage.compile_bytecode else None,
+                )
+            except BaseException:
+                for future in extractions.values():
+                    future.cancel()
+                raise
+        ok = True
+    finally:
+        for compiler in compilers.values():
+            if not ok:
+                compiler.abort()  # its output is about to be deleted with the staging dir
+            compiler.close()
     return {layer.install_target: records[layer.install_target] for layer in todo}
 
 
@@ -348,17 +429,24 @@ def _schedule(
     extractions: Mapping[DeployName, Future[ExtractedLayer]],
     pool: ThreadPoolExecutor,
     finish: Callable[[PublishedLayer, ExtractedLayer], None],
+    start_compile: Callable[[PublishedLayer, ExtractedLayer], None] | None = None,
 ) -> None:
     """Run each layer's `finish` once it can: see `_stage_layers`.
 
     What a postinstall needs is the runtime's interpreter (finished first, as the
     first layer in install order) and the layers below it unpacked; the protocol's
     simpler rule, lower layers' postinstalls first, is one way to ensure that.
+    `start_compile` (which must not block) needs only the layer and its runtime
+    extracted, and is called before the layer's `finish`.
     """
     waiting = list(todo)
+    to_compile = list(todo) if start_compile is not None else []
     running: dict[Future[None], DeployName] = {}
     finished: set[DeployName] = set()
     staged = set(extractions)
+
+    def unpacked(name: DeployName) -> bool:
+        return name not in staged or extractions[name].done()
 
     def ready(layer: PublishedLayer) -> bool:
         runtime = layer.runtime_layer
@@ -369,8 +457,13 @@ def _schedule(
         return all(extractions[name].done() for name in needed)
 
     while waiting or running:
+        for layer in list(to_compile):
+            if unpacked(layer.install_target) and unpacked(layer.runtime_layer):
+                assert start_compile is not None
+                to_compile.remove(layer)
+                start_compile(layer, extractions[layer.install_target].result())
         for layer in list(waiting):
-            if ready(layer):
+            if ready(layer) and layer not in to_compile:
                 waiting.remove(layer)
                 extracted = extractions[layer.install_target].result()
                 running[pool.submit(finish, layer, extracted)] = layer.install_target
@@ -404,26 +497,32 @@ def _run_postinstall(
     if helper_python is not None:
         python = helper_python
     else:
-        key = "python" if layer.category is LayerCategory.RUNTIMES else "base_python"
-        relative = config.get(key)
-        if not isinstance(relative, str):
-            raise DeployError(f"{layer.install_target}: its layer config has no {key!r}")
-        own = layer.install_target if key == "python" else layer.runtime_layer
-        resolved = os.path.normpath(layer_dir / relative)
-        if not resolved.startswith(os.fspath(staging / own) + os.sep):
-            raise DeployError(
-                f"{layer.install_target}: {key} {relative!r} does not point into layer {own!r}"
-            )
-        python = resolved
+        python = _layer_python(layer, layer_dir, staging, config)
     run(
-        # Without -B: the runtime's stdlib modules a postinstall imports are compiled
-        # once, by the first one, instead of by each (0.14s -> 0.035s per layer), and
-        # the app's first start finds them compiled too.
-        [python, "-I", str(script)],
+        # -B: the bytecode a deploy leaves is the checked-hash kind it compiles itself
+        # (older postinstalls ignore --no-compile, and compile nothing anyway)
+        [python, "-I", "-B", str(script), "--no-compile"],
         what=f"postinstall of {layer.install_target}",
         error=DeployError,
         env=clean_env(),
     )
+
+
+def _layer_python(
+    layer: PublishedLayer, layer_dir: Path, staging: Path, config: Mapping[str, Any]
+) -> str:
+    """The runtime interpreter a staged layer's config names, checked to be the runtime's."""
+    key = "python" if layer.category is LayerCategory.RUNTIMES else "base_python"
+    relative = config.get(key)
+    if not isinstance(relative, str):
+        raise DeployError(f"{layer.install_target}: its layer config has no {key!r}")
+    own = layer.install_target if key == "python" else layer.runtime_layer
+    resolved = os.path.normpath(layer_dir / relative)
+    if not resolved.startswith(os.fspath(staging / own) + os.sep):
+        raise DeployError(
+            f"{layer.install_target}: {key} {relative!r} does not point into layer {own!r}"
+        )
+    return resolved
 
 
 def _layer_config(layer_dir: Path, layer: PublishedLayer) -> dict[str, Any]:
@@ -440,22 +539,27 @@ def _layer_config(layer_dir: Path, layer: PublishedLayer) -> dict[str, Any]:
 
 
 def _final_manifest(
-    layer_dir: Path, extracted: tuple[ManifestEntry, ...]
+    layer_dir: Path, extracted: tuple[ManifestEntry, ...], compiled: tuple[ManifestEntry, ...]
 ) -> tuple[ManifestEntry, ...]:
-    """The extracted files plus what postinstall made (only the new entries are hashed)."""
+    """The extracted files, the bytecode compiled for them, and what postinstall made.
+
+    Only postinstall's entries are hashed here: the compiler reports the sha256 of
+    each `.pyc` it wrote. A compiled `.pyc` replaces a shipped one of the same path.
+    """
     known = {entry.path for entry in extracted}
 
     def exclude(path: str) -> bool:
         return path in known or path.rpartition("/")[2] == "__pycache__"
 
     added = hash_installed_tree(layer_dir, exclude=exclude, threads=1)
-    if not added:
+    if not added and not compiled:
         return extracted
-    return tuple(sorted((*extracted, *added), key=lambda entry: entry.path))
+    by_path = {entry.path: entry for entry in (*extracted, *added, *compiled)}
+    return tuple(by_path[path] for path in sorted(by_path))
 
 
 def _record(
-    layer: PublishedLayer, layer_dir: Path, manifest: Sequence[ManifestEntry]
+    layer: PublishedLayer, layer_dir: Path, manifest: Sequence[ManifestEntry], *, bytecode: bool
 ) -> st.LayerRecord:
     return st.LayerRecord(
         install_target=layer.install_target,
@@ -472,6 +576,7 @@ def _record(
         file_count=len(manifest),
         deployed_at=st.now(),
         inode=st.inode(layer_dir),
+        bytecode=bytecode,
     )
 
 
@@ -516,13 +621,14 @@ def _layer_result(
     layer: PublishedLayer,
     state: st.DeployState,
     todo: Sequence[PublishedLayer],
-    times: Mapping[str, float],
+    stage: _Staging,
     *,
     existed: bool,
 ) -> LayerResult:
     record = state.layers.get(layer.install_target)
     installed = record.installed_size if record is not None else 0
     action = ("updated" if existed else "installed") if layer in todo else "unchanged"
+    compiled = stage.compiled.get(layer.install_target, CompileResult())
     return LayerResult(
         layer.install_target,
         layer.layer_name,
@@ -531,7 +637,9 @@ def _layer_result(
         layer.archive_name,
         layer.archive_size,
         installed,
-        round(times.get(layer.install_target, 0.0), 3),
+        round(stage.times.get(layer.install_target, 0.0), 3),
+        len(compiled.compiled),
+        tuple(path for path, _ in compiled.failed),
     )
 
 

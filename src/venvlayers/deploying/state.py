@@ -76,6 +76,8 @@ class LayerRecord:
     deployed_at: str
     inode: int = 0
     """Of the layer directory; tells whether an interrupted transaction moved it yet."""
+    bytecode: bool = False
+    """Deployed with its bytecode compiled (False: `--no-compile`, or an older deploy)."""
 
     @property
     def lower(self) -> tuple[DeployName, ...]:
@@ -101,6 +103,7 @@ class LayerRecord:
             "file_count": self.file_count,
             "deployed_at": self.deployed_at,
             "inode": self.inode,
+            "bytecode": self.bytecode,
         }
         if self.launch_module is not None:
             data["app_launch_module"] = self.launch_module
@@ -125,6 +128,7 @@ class LayerRecord:
                 file_count=int(data.get("file_count", 0)),
                 deployed_at=str(data.get("deployed_at", "")),
                 inode=int(data.get("inode", 0)),
+                bytecode=bool(data.get("bytecode", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"layer {install_target!r}: {exc!r}") from None
