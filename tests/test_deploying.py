@@ -12,6 +12,7 @@ import contextlib
 import errno
 import hashlib
 import http.server
+import importlib.util
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ from venvlayers.platforms import TargetPlatform, build_platform
 PLATFORM = build_platform()
 POSTINSTALL = (Path(venvlayers.__file__).parent / "_injected" / "postinstall.py").read_text()
 CLAMP = 1_700_000_000
+FW_PYC = f"fw.{sys.implementation.cache_tag}.pyc"
 
 HELLO = """\
 import json, os, sys
@@ -58,10 +60,13 @@ if "--exit" in sys.argv:
 """
 
 
-def runtime_script() -> str:
-    # `$0` is the link the layer's bin/python is: its layer's lib/site goes on the path
+def runtime_script(log: Path | None = None) -> str:
+    # `$0` is the link the layer's bin/python is: its layer's lib/site goes on the path;
+    # `log` records each start, and whether the caller's environment leaked into it
+    record = f'printf "%s %s leak=%s\\n" "$0" "$*" "${{VL_TEST_LEAK:-}}" >> "{log}"' if log else ""
     return textwrap.dedent(f"""\
         #!/bin/sh
+        {record}
         layer=$(dirname "$(dirname "$0")")
         PYTHONPATH="$layer/lib/site" exec {sys.executable} "$@"
         """)
@@ -76,12 +81,13 @@ class FakeStack:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.python_log = root / "python.log"
         self.layers: dict[str, dict[str, Any]] = {}
         self.add(
             "runtimes",
             "rt",
             "rt",
-            files={"bin/python3.11": runtime_script(), "lib/site/rt.py": ""},
+            files={"bin/python3.11": runtime_script(self.python_log), "lib/site/rt.py": ""},
         )
         self.add("frameworks", "framework-fw", "framework-fw", files={"lib/site/fw.py": "X = 1\n"})
         self.add(
@@ -559,6 +565,114 @@ def test_the_target_can_be_moved_as_a_whole(deployed: Path, tmp_path: Path) -> N
     assert not deploying.status(moved, verify=True).damaged
 
 
+# -- bytecode ------------------------------------------------------------------------------
+
+
+def pyc_flags(pyc: Path) -> int:
+    """PEP 552 flags of a .pyc: 0b11 = checked hash, 0b01 = unchecked hash, 0 = timestamp."""
+    header = pyc.read_bytes()[:16]
+    assert header[:4] == importlib.util.MAGIC_NUMBER
+    return int.from_bytes(header[4:8], "little")
+
+
+def test_deploy_compiles_with_the_runtimes_interpreter_in_a_clean_environment(
+    stack: FakeStack, published: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VL_TEST_LEAK", "yes")
+    target = tmp_path / "target"
+    result = deploying.deploy(published, target)
+    sources = sorted(target.glob("*/lib/site/*.py"))
+    assert {p.parent.parent.parent.name for p in sources} == {
+        "rt",
+        "framework-fw",
+        "app-hello",
+        "app-other@1",
+    }
+    for source in sources:
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        assert pyc_flags(pyc) == 0b11, pyc
+        assert stat.S_IMODE(pyc.stat().st_mode) == 0o644
+    assert {x.install_target: x.compiled for x in result.layers} == {
+        "rt": 1,
+        "framework-fw": 1,
+        "app-hello": 1,
+        "app-other@1": 1,
+    }
+    workers = [
+        line for line in stack.python_log.read_text().splitlines() if "--compile-worker" in line
+    ]
+    assert workers, "no compile worker ran through the runtime's bin/python3.11"
+    staged_runtime = "/.venvlayers/staging-"
+    assert all(staged_runtime in line.split()[0] for line in workers)
+    assert all(line.endswith("leak=") for line in workers)  # the caller's environment stayed out
+    # the compiled files are in the manifest, so --verify checks them
+    manifest = _deploy_state.read_manifest(target, layer_entry_sha(published, "framework-fw"))
+    assert f"lib/site/__pycache__/{FW_PYC}" in {e.path for e in manifest}
+
+
+def layer_entry_sha(out: Path, layer_name: str) -> str:
+    data = json.loads((out / "__venvstacks__" / "venvstacks.json").read_text())
+    return str(layer_entry(data, layer_name)["archive_hashes"]["sha256"])
+
+
+class Notes(venvlayers.progress.Reporter):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_a_file_that_does_not_compile_is_one_warning(stack: FakeStack, tmp_path: Path) -> None:
+    fw = stack.layers["framework-fw"]["files"]
+    fw["lib/site/legacy.py"] = "print 'Python 2'\n"
+    fw["lib/site/fine.py"] = "Y = 2\n"
+    published = stack.publish(tmp_path / "out")
+    notes = Notes()
+    result = deploying.deploy(published, tmp_path / "target", reporter=notes)
+    layers = {x.install_target: x for x in result.layers}
+    assert layers["framework-fw"].not_compiled == ("lib/site/legacy.py",)
+    assert layers["framework-fw"].compiled == 2
+    warnings = [n for n in notes.notes if "legacy.py" in n]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "warning: framework-fw: cannot compile lib/site/legacy.py: SyntaxError:"
+    )
+    site = tmp_path / "target/framework-fw/lib/site"
+    assert not list(site.glob("__pycache__/legacy.*"))
+    assert list(site.glob("__pycache__/fine.*.pyc"))
+    assert not deploying.status(tmp_path / "target", verify=True).damaged
+
+
+def test_no_compile_then_compile_then_unchanged(published: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    first = deploying.deploy(published, target, compile_bytecode=False)
+    assert not list(target.glob("*/lib/site/__pycache__/*.pyc"))
+    assert all(x.compiled == 0 for x in first.layers)
+    assert run_hello(target).stdout.split() == ["v1"]
+    # deployed without bytecode: a deploy that wants it installs the layers again
+    second = deploying.deploy(published, target)
+    assert {x.action for x in second.layers} == {"updated"}
+    pycs = sorted(target.glob("*/lib/site/__pycache__/*.pyc"))
+    assert len(pycs) == 4
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in pycs}
+    third = deploying.deploy(published, target)
+    assert {x.action for x in third.layers} == {"unchanged"}
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in pycs} == before
+    # and --no-compile keeps what is there
+    fourth = deploying.deploy(published, target, compile_bytecode=False)
+    assert {x.action for x in fourth.layers} == {"unchanged"}
+
+
+def test_cli_deploy_no_compile(published: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    code = main(["-q", "deploy", str(published), "--target", str(target), "--no-compile"])
+    assert code == 0
+    assert not list(target.glob("*/lib/site/__pycache__/*.pyc"))
+    state = json.loads((target / ".venvlayers/state.json").read_text())
+    assert {layer["bytecode"] for layer in state["layers"].values()} == {False}
+
+
 # -- bad input: nothing changes ------------------------------------------------------------
 
 
@@ -729,7 +843,7 @@ def test_deploying_with_worker_processes(published: Path, tmp_path: Path) -> Non
     progress = Progress()
     target = tmp_path / "t"
     deploying.deploy(published, target, reporter=progress)
-    assert sorted(progress.keys) == [
+    assert sorted(k for k in progress.keys if k.startswith("deploy:")) == [
         "deploy:app-hello",
         "deploy:app-other@1",
         "deploy:framework-fw",
@@ -1013,15 +1127,17 @@ def test_verify_finds_changed_missing_and_extra_files(deployed: Path) -> None:
     assert not deploying.status(deployed, verify=True).damaged
     run_hello(deployed)  # may write bytecode: not damage
     cache = deployed / "framework-fw/lib/site/__pycache__"
-    cache.mkdir(exist_ok=True)
-    (cache / "fw.cpython-311.pyc").write_bytes(b"later")
+    (cache / "later.cpython-311.pyc").write_bytes(b"for a module the deploy did not compile")
     assert not deploying.status(deployed, verify=True).damaged
+    (cache / FW_PYC).write_bytes(b"the deploy compiled this one: it is checked")
     (deployed / "framework-fw/lib/site/fw.py").write_text("X = 6\n")
     (deployed / "app-hello/share/venv/metadata/venvstacks_layer.json").unlink()
     (deployed / "app-hello/lib/site/extra.py").write_text("")
     result = deploying.status(deployed, verify=True)
     problems = {str(x.record.install_target): x.problems for x in result.layers}
-    assert problems["framework-fw"] == ("file changed: lib/site/fw.py has different content",)
+    changed_pyc, changed_py = problems["framework-fw"]
+    assert changed_pyc.startswith(f"file changed: lib/site/__pycache__/{FW_PYC} has 43 bytes")
+    assert changed_py == "file changed: lib/site/fw.py has different content"
     assert problems["app-hello"] == (
         "missing file: share/venv/metadata/venvstacks_layer.json",
         "unexpected file: lib/site/extra.py",
