@@ -32,7 +32,16 @@ from ._util.proc import clean_env
 from .archives.common import ManifestEntry
 from .errors import VenvLayersError
 
-__all__ = ["BATCH", "COMPILER", "CompileResult", "Compiler", "compile_layer", "source_files"]
+__all__ = [
+    "BATCH",
+    "COMPILER",
+    "CompileResult",
+    "Compiler",
+    "compile_layer",
+    "cpu_count",
+    "layer_sources",
+    "source_files",
+]
 
 COMPILER = Path(__file__).parent / "_injected" / "postinstall.py"
 BATCH = 48
@@ -58,6 +67,21 @@ def source_files(entries: Iterable[ManifestEntry], site_dir: str) -> list[str]:
         for e in entries
         if e.kind == "file" and e.path.endswith(".py") and e.path.startswith(top)
     )
+
+
+def layer_sources(layer_dir: Path, site_dir: str) -> list[str]:
+    """`source_files` of a layer on disk (symlinks and `__pycache__` left out)."""
+    top = site_dir.replace("\\", "/").split("/")[0]
+    found: list[str] = []
+    for parent, dirs, files in os.walk(layer_dir / top):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel = Path(parent).relative_to(layer_dir).as_posix()
+        found.extend(
+            f"{rel}/{name}"
+            for name in files
+            if name.endswith(".py") and not os.path.islink(os.path.join(parent, name))
+        )
+    return sorted(found)
 
 
 @dataclass

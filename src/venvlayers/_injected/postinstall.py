@@ -13,9 +13,10 @@ Then, unless `--no-compile`, it compiles every `.py` below the layer's `lib` fol
 bytecode, on every core, with the interpreter running it (the runtime's: bytecode is
 specific to its version). The `.pyc` files are checked-hash ones (PEP 552): valid
 wherever the layer is moved or copied, with no write needed at start-up, and a source
-edited later is noticed. Existing valid hash-based `.pyc` files (shipped in the
-archive) are kept. A file that does not compile is listed as a warning on stderr
-(`postinstall: warning: cannot compile PATH: REASON`); it does not fail the install.
+edited later is noticed. Existing checked-hash `.pyc` files that match their source
+(shipped in the archive) are kept; any other `.pyc` is replaced. A file that does not
+compile is listed as a warning on stderr (`postinstall: warning: cannot compile PATH:
+REASON`); it does not fail the install.
 
 `postinstall.py --compile-worker` is the same compiler for `venvlayers deploy`: it
 reads requests `{"layer": LAYER_DIR, "paths": [layer-relative .py paths]}` from stdin,
@@ -175,7 +176,7 @@ def _valid_hash_pyc(pyc_path: str, magic: bytes, source_hash: bytes) -> bool:
     except OSError:
         return False
     flags = int.from_bytes(header[4:8], "little")
-    return header[:4] == magic and flags & 1 == 1 and header[8:16] == source_hash
+    return header[:4] == magic and flags == 3 and header[8:16] == source_hash
 
 
 def _write_pyc(pyc_path: str, data: bytes) -> None:

@@ -130,6 +130,14 @@ def local_export(
     ] = False,
     force: ForceOpt = False,
     dry_run: DryRunOpt = False,
+    no_compile: Annotated[
+        bool,
+        typer.Option(
+            "--no-compile",
+            help="Do not compile bytecode: a faster export, but each app's first start "
+            "compiles what it imports (every start, where bytecode cannot be written).",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Export built layers as ready-to-run directories (postinstall already run).
@@ -149,6 +157,7 @@ def local_export(
         export_derived=export_derived,
         force=force,
         dry_run=dry_run,
+        compile_bytecode=not no_compile,
     )
     with RichReporter() as reporter:
         outputs = export_stack(stack, options, reporter)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util.fs import remove_tree
-from .._util.proc import clean_env, run
+from .._util.proc import run
 from ..archives.archive import (
     DEFAULT_FORMAT,
     ArchiveFormat,
@@ -31,6 +31,7 @@ from ..archives.archive import (
     write_archive,
 )
 from ..building.build import LayerPlan, plan_stack, read_stamp
+from ..bytecode import compile_layer, layer_sources
 from ..errors import PublishError
 from ..layout import POSTINSTALL
 from ..names import BuildName, DeployName
@@ -79,6 +80,8 @@ class ExportOptions:
     export_derived: bool = False
     force: bool = False
     dry_run: bool = False
+    compile_bytecode: bool = True
+    """Give the exported layers checked-hash bytecode (see `venvlayers.bytecode`)."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ def _publish_layer(
         )
     started = time.monotonic()
     if options.compile_bytecode:
-        compile_bytecode(plan)
+        compile_bytecode(plan, reporter)
     staging = output_dir / f".{plan.deploy_name}.staging.{options.fmt.value}"
     info = write_archive(
         plan.path,
@@ -280,36 +283,18 @@ def _unchanged(
     return archive.is_file() and archive.stat().st_size == previous.get("archive_size")
 
 
-def compile_bytecode(plan: LayerPlan) -> None:
-    """Deterministic, hash-based .pyc files (PEP 552) for everything the layer ships."""
+def compile_bytecode(plan: LayerPlan, reporter: Reporter = NULL_REPORTER) -> None:
+    """Checked-hash .pyc files (PEP 552) for everything the layer ships, as a deploy makes.
+
+    Compiled by the build's runtime interpreter with layer-relative file names, so the
+    same layer content gives the same bytes wherever it was built.
+    """
     runtime = plan.lower[-1] if plan.lower else plan
     python = runtime.path / runtime.layout.python
-    layer = plan.path.resolve()
-    # -s strips the build location from the recorded source paths (Python puts the
-    # real location back when it loads a .pyc); unchecked-hash pycs are not revalidated
-    run(
-        [
-            python,
-            "-I",
-            "-m",
-            "compileall",
-            "-q",
-            "-f",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            "-s",
-            str(layer),
-            "-x",
-            r"[/\\]test[/\\]|[/\\]tests[/\\]data[/\\]|lib2to3[/\\]tests",
-            str(layer / ("lib" if plan.layout.is_runtime else plan.layout.site_dir)),
-        ],
-        what=f"compiling the bytecode of {plan.build_name}",
-        error=PublishError,
-        env=clean_env({"SOURCE_DATE_EPOCH": "0"}),
-        check=False,
-    )
+    sources = layer_sources(plan.path, plan.layout.site_dir)
+    result = compile_layer(python, plan.path, sources, error=PublishError)
+    for path, reason in result.failed:
+        reporter.note(f"warning: {plan.build_name}: cannot compile {path}: {reason}")
 
 
 # -- local export -----------------------------------------------------------------------
@@ -362,6 +347,8 @@ def _export_layer(
     try:
         _copy_tree(plan.path, tmp, layer_exclude(plan, bytecode=False))
         run_postinstall(tmp, plan, output_dir)
+        if options.compile_bytecode:
+            _compile_export(tmp, plan, output_dir, reporter)
         if dest.exists() or dest.is_symlink():
             trash = output_dir / f".{plan.deploy_name}.old-{os.getpid()}"
             os.replace(dest, trash)
@@ -400,15 +387,31 @@ def _copy_tree(source: Path, dest: Path, exclude: Callable[[str], bool]) -> None
     walk(source, "")
 
 
-def run_postinstall(layer_dir: Path, plan: LayerPlan, stack_dir: Path) -> None:
-    """Run the layer's postinstall.py with the runtime layer's python from `stack_dir`."""
+def _runtime_python(layer_dir: Path, plan: LayerPlan, stack_dir: Path) -> Path:
+    """The runtime's interpreter for a layer at `layer_dir` beside the layers of `stack_dir`."""
     runtime = plan.lower[-1] if plan.lower else plan
     if plan.layout.is_runtime:
-        python = layer_dir / plan.layout.python
-    else:
-        python = stack_dir / runtime.deploy_name / runtime.layout.python
+        return layer_dir / plan.layout.python
+    return stack_dir / runtime.deploy_name / runtime.layout.python
+
+
+def run_postinstall(layer_dir: Path, plan: LayerPlan, stack_dir: Path) -> None:
+    """Run the layer's postinstall.py with the runtime layer's python from `stack_dir`.
+
+    Without its compile step: the export compiles with `_compile_export`, which
+    reports the files that do not compile.
+    """
+    python = _runtime_python(layer_dir, plan, stack_dir)
     run(
-        [python, "-I", "-B", str(layer_dir / POSTINSTALL)],
+        [python, "-I", "-B", str(layer_dir / POSTINSTALL), "--no-compile"],
         what=f"postinstall of {plan.deploy_name}",
         error=PublishError,
     )
+
+
+def _compile_export(layer_dir: Path, plan: LayerPlan, stack_dir: Path, reporter: Reporter) -> None:
+    python = _runtime_python(layer_dir, plan, stack_dir)
+    sources = layer_sources(layer_dir, plan.layout.site_dir)
+    result = compile_layer(python, layer_dir, sources, error=PublishError)
+    for path, reason in result.failed:
+        reporter.note(f"warning: {plan.deploy_name}: cannot compile {path}: {reason}")
