@@ -362,3 +362,44 @@ def test_other_write_errors_name_the_file(
     message = refused(published[ArchiveFormat.TAR_GZ], dest)
     assert "cannot extract a.tar.gz" in message
     assert "Permission denied" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "linkname"),
+    [
+        (name, kind, linkname)
+        for name in ("top/x", "top/a/b/x", "top/a/x")
+        for kind in (tarfile.SYMTYPE, tarfile.LNKTYPE)
+        for linkname in (
+            "y",
+            "../y",
+            "../../y",
+            "../../../y",
+            "a/../../y",
+            "./../y",
+            "/etc/passwd",
+            "top/y",
+            "top/../y",
+            "top/../../y",
+            "a/b/../../../../y",
+            "..",
+            ".",
+            "a//b",
+        )
+    ],
+)
+def test_our_data_filter_refuses_what_tarfiles_refuses(
+    name: str, kind: bytes, linkname: str, tmp_path: Path
+) -> None:
+    """`data_filter_refusal` decides on names what `tarfile.data_filter` decides with
+    realpath, in a destination holding no links (as ours does while extracting)."""
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.linkname = linkname
+    try:
+        tarfile.data_filter(member, str(tmp_path))
+        theirs = ""
+    except tarfile.FilterError as exc:
+        theirs = str(exc)
+    ours = _archive_extract.data_filter_refusal(member)
+    assert bool(ours) == bool(theirs), (ours, theirs)

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import lzma
 import os
+import posixpath
 import stat
 import tarfile
 import zipfile
@@ -316,10 +317,9 @@ def _extract_tar_member(
         raise _Refused(name, f"unsupported member type {member.type!r}")
     if member.issparse():
         raise _Refused(name, "a sparse file")
-    try:
-        member = tarfile.data_filter(member, str(dest))
-    except tarfile.FilterError as exc:
-        raise _Refused(name, f"rejected by the data filter: {exc}") from None
+    reason = data_filter_refusal(member)
+    if reason:
+        raise _Refused(name, f"rejected by the data filter: {reason}")
     mtime = max(0, int(member.mtime))
     if member.isdir():
         tree.add_dir(name, mtime)
@@ -331,6 +331,32 @@ def _extract_tar_member(
         reader.seek(member.offset_data)
         mode = extracted_file_mode(member.mode if member.mode is not None else 0o644)
         tree.add_file(name, member.size, mode, mtime, reader.read)
+
+
+def data_filter_refusal(member: tarfile.TarInfo) -> str:
+    """Why tarfile's `data` filter would refuse `member` here, or "" if it would not.
+
+    The same rules as `tarfile.data_filter`, decided on the names alone: that filter
+    resolves every path with `os.path.realpath`, an `lstat` per component of every
+    member (238,000 calls and a quarter of the extraction time for torch's 15,000
+    files), to see through links already on disk. There are none here: this extractor
+    creates symlinks only after every file is written (`_Tree.finish`), so the real
+    path of every member is its normalised name. Modes are limited by
+    `extracted_file_mode`, as the filter would; owners are never applied. Names were
+    checked by `member_parts` (relative, no `..`).
+    """
+    if member.isdev() or member.isfifo():
+        return "a device file or fifo"
+    if not (member.issym() or member.islnk()):
+        return ""
+    link = member.linkname
+    if link.startswith("/") or os.path.isabs(link):
+        return f"a link to an absolute path ({link!r})"
+    base = posixpath.dirname(member.name) if member.issym() else ""
+    resolved = posixpath.normpath(posixpath.join(base, link))
+    if resolved == ".." or resolved.startswith("../"):
+        return f"a link to {link!r} leads outside the destination"
+    return ""
 
 
 # -- zip -------------------------------------------------------------------------------
