@@ -30,7 +30,7 @@ from ..archives.common import ManifestEntry
 from ..errors import ArchiveError, DeployError, VenvLayersError
 from ..progress import NULL_REPORTER, Reporter
 
-__all__ = ["extract_layer", "extractor", "worker_main"]
+__all__ = ["extract_layer", "extractor", "uses_workers", "worker_main"]
 
 PROCESS_THRESHOLD = 4 << 20
 """Compressed bytes from which an archive is worth a worker (which takes ~0.2 s to start)."""
@@ -75,6 +75,12 @@ class _Task:
     future: Future[ExtractedLayer]
 
 
+def uses_workers(sizes: Sequence[int], jobs: int) -> bool:
+    """Whether `extractor` hands archives of these sizes to worker processes."""
+    big = sum(1 for size in sizes if size >= PROCESS_THRESHOLD)
+    return big >= 2 and jobs >= 2 and os.name == "posix"
+
+
 @contextlib.contextmanager
 def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[Submit]:
     """`submit(install_target, archive, staging)` for archives of these `sizes`.
@@ -85,8 +91,7 @@ def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[S
     Leaving the context waits for the lanes; after a failure, workers are killed
     rather than left to finish archives whose results nobody wants.
     """
-    big = sum(1 for size in sizes if size >= PROCESS_THRESHOLD)
-    use_workers = big >= 2 and jobs >= 2 and os.name == "posix"
+    use_workers = uses_workers(sizes, jobs)
     tasks: queue.Queue[_Task | None] = queue.Queue()
     workers: list[subprocess.Popen[str]] = []
     workers_lock = threading.Lock()
