@@ -66,10 +66,20 @@ def sh(cmd: list[str] | str, **kwargs: Any) -> None:
     subprocess.run(cmd, check=True, shell=isinstance(cmd, str), **kwargs)
 
 
+CPU: dict[str, list[float]] = {}
+
+
+def cpu_now() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def timed(action: Any) -> float:
+    """Wall seconds of `action`; its CPU seconds (ours and children's) go to `CPU`."""
     sh("sync")  # the previous step's dirty pages are not this step's cost
-    started = time.perf_counter()
+    cpu, started = cpu_now(), time.perf_counter()
     action()
+    CPU.setdefault("last", []).append(cpu_now() - cpu)
     return time.perf_counter() - started
 
 
@@ -148,8 +158,11 @@ def bench_stack(
     wall: dict[str, list[float]] = {}
     app_list = apps(source)
 
-    def note(key: str, seconds: float) -> None:
+    cpu: dict[str, list[float]] = {}
+
+    def note(key: str, seconds: float, spent: float | None = None) -> None:
         wall.setdefault(key, []).append(seconds)
+        cpu.setdefault(key, []).append(CPU["last"][-1] if spent is None else spent)
 
     keep: dict[str, Path] = {}
     for r in range(rounds):
@@ -164,23 +177,25 @@ def bench_stack(
             elif step == "no-compile":
                 note("deploy --no-compile", timed(lambda d=dest: deploy(source, d, "--no-compile")))
             elif step == "reference":
+                mark = len(CPU["last"]) if "last" in CPU else 0
                 times = reference_install(source, dest)
-                for key, value in times.items():
-                    note(f"reference: {key}", value)
-                total = sum(times.values())
+                for (key, value), spent in zip(times.items(), CPU["last"][mark:], strict=True):
+                    note(f"reference: {key}", value, spent)
+                total, total_cpu = sum(times.values()), sum(CPU["last"][mark:])
                 for app in app_list:
                     first = start(dest, app)
                     note(f"reference: first start {app['layer_name']}", first)
-                    total += first
-                note("reference: total", total)
+                    total, total_cpu = total + first, total_cpu + CPU["last"][-1]
+                note("reference: total", total, total_cpu)
             else:
                 total = timed(lambda d=dest: deploy(source, d))
                 note("deploy", total)
+                total_cpu = CPU["last"][-1]
                 for app in app_list:
                     first = start(dest, app)
                     note(f"deploy: first start {app['layer_name']}", first)
-                    total += first
-                note("deploy: total", total)
+                    total, total_cpu = total + first, total_cpu + CPU["last"][-1]
+                note("deploy: total", total, total_cpu)
             if last and step != "tar":
                 keep[step] = dest
             else:
@@ -196,10 +211,10 @@ def bench_stack(
             copy = work / f"reference-{mode}"
             shutil.copytree(keep["reference"], copy, symlinks=True)
             libs = [str(copy / x["install_target"] / "lib") for x in layers(source)]
-            own = copy / python.relative_to(keep["reference"])
+            own = str(copy / python.relative_to(keep["reference"]))
+            flags = ["-q", "-f", "-j0", "--invalidation-mode", mode]
             subprocess.run(
-                [str(own), "-I", "-m", "compileall", "-q", "-f", "-j0", "--invalidation-mode"]
-                + [mode, *libs],
+                [own, "-I", "-m", "compileall", *flags, *libs],
                 env=clean_env(),
                 stdout=subprocess.DEVNULL,
                 check=False,
@@ -217,6 +232,7 @@ def bench_stack(
         "archive_bytes": archive_bytes,
         "xz6_bytes": xz_size(source, xz_dirs),
         "wall": {k: stats(v) for k, v in wall.items()},
+        "cpu": {k: stats(v) for k, v in cpu.items()},
         "steady": {app: {label: stats(v) for label, v in by.items()} for app, by in steady.items()},
     }
     for tree in trees.values():
@@ -227,9 +243,10 @@ def bench_stack(
 def render(result: dict[str, Any]) -> None:
     wall = result["wall"]
     print(f"\n## {result['source']}\n")
-    print("| step | median | min |\n|---|---:|---:|")
+    print("| step | wall, median | wall, min | CPU, median |\n|---|---:|---:|---:|")
     for key, value in wall.items():
-        print(f"| {key} | {value['median']:.2f} s | {value['min']:.2f} s |")
+        spent = result["cpu"][key]["median"]
+        print(f"| {key} | {value['median']:.2f} s | {value['min']:.2f} s | {spent:.2f} s |")
     ratio = wall["deploy: total"]["median"] / wall["reference: total"]["median"]
     best = wall["deploy: total"]["min"] / wall["reference: total"]["min"]
     extract = wall["deploy --no-compile"]["median"] / wall["tar -x"]["median"]
