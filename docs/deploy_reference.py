@@ -224,6 +224,12 @@ def postinstall(target, staged, entry):
         runtime_dir = os.path.join(target, entry["runtime_layer"]) + os.sep
         if not python.startswith(runtime_dir):
             raise Refused(f"{entry['install_target']}: base_python is outside its runtime layer")
+    # -I: none of our PYTHON* variables reach it. Besides making links, postinstall
+    # compiles the layer's bytecode with this (the runtime's) interpreter, before the
+    # layer is moved into place: apps then start at full speed from their first run,
+    # even on a read-only tree or with PYTHONDONTWRITEBYTECODE (docs/deploying.md,
+    # "Start-up speed"). Add "--no-compile" to skip that. Files that do not compile are
+    # warnings on stderr, not failures.
     proc = subprocess.run([python, "-I", os.path.join(staged, "postinstall.py")])
     if proc.returncode != 0:
         raise Refused(f"postinstall of {entry['install_target']} failed")

@@ -664,6 +664,29 @@ def test_no_compile_then_compile_then_unchanged(published: Path, tmp_path: Path)
     assert {x.action for x in fourth.layers} == {"unchanged"}
 
 
+def test_postinstall_compiles_for_embedders_and_warns_once(
+    stack: FakeStack, tmp_path: Path
+) -> None:
+    """What an embedding application that follows the protocol gets from postinstall."""
+    fw = stack.layers["framework-fw"]["files"]
+    fw["lib/site/legacy.py"] = "print 'Python 2'\n"
+    target = tmp_path / "target"
+    deploying.deploy(stack.publish(tmp_path / "out"), target, compile_bytecode=False)
+    layer = target / "framework-fw"
+    command = [str(target / "rt/bin/python3.11"), "-I", str(layer / "postinstall.py")]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "postinstall: warning: cannot compile lib/site/legacy.py: "
+        "SyntaxError: Missing parentheses in call to 'print'. Did you mean print(...)? (line 1)"
+    ]
+    assert pyc_flags(layer / "lib/site/__pycache__" / FW_PYC) == 0b11
+    again = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert again.returncode == 0 and again.stderr.count("warning") == 1
+    skipped = subprocess.run([*command, "--no-compile"], capture_output=True, text=True)
+    assert skipped.returncode == 0 and skipped.stderr == ""
+
+
 def test_cli_deploy_no_compile(published: Path, tmp_path: Path) -> None:
     target = tmp_path / "target"
     code = main(["-q", "deploy", str(published), "--target", str(target), "--no-compile"])

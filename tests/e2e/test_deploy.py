@@ -550,6 +550,9 @@ def test_the_stdlib_reference_deployer(releases: Releases, tmp_path: Path, fmt: 
     assert json.loads(run.stdout)["args"] == ["x", "--exit", "3"]
     # and venvlayers' own `run` finds the apps in it
     assert report(target)["answer"] == 42
+    # the layers' postinstall compiled their bytecode: nothing is compiled at start-up
+    _, from_source, _ = _imports(target / "app-one", target)
+    assert from_source == []
     # a tampered archive is refused
     bad = tmp_path / "bad"
     shutil.copytree(source, bad)

@@ -55,7 +55,9 @@ TagOpt = Annotated[
 BytecodeOpt = Annotated[
     bool,
     typer.Option(
-        "--compile-bytecode", help="Ship deterministic hash-based .pyc files (faster first start)."
+        "--compile-bytecode",
+        help="Ship checked-hash .pyc files in the archives: a faster deploy (nothing left "
+        "to compile) for about 1.4x larger archives.",
     ),
 ]
 
