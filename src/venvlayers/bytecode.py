@@ -87,6 +87,7 @@ def layer_sources(layer_dir: Path, site_dir: str) -> list[str]:
 @dataclass
 class _Job:
     layer_dir: Path
+    names_dir: Path | None
     pending: int
     future: Future[CompileResult]
     progress: Callable[[Sequence[str]], None] | None
@@ -142,14 +143,21 @@ class Compiler:
         layer_dir: Path,
         paths: Sequence[str],
         progress: Callable[[Sequence[str]], None] | None = None,
+        *,
+        names_dir: Path | None = None,
     ) -> Future[CompileResult]:
-        """Compile `paths` (relative to `layer_dir`); `progress` hears of each finished batch."""
+        """Compile `paths` (relative to `layer_dir`); `progress` hears of each finished batch.
+
+        `names_dir`: where the layer will be used, for the file names in the code
+        (a layer staged elsewhere and moved there then loads without renaming them);
+        default: layer-relative names.
+        """
         future: Future[CompileResult] = Future()
         batches = [tuple(paths[i : i + BATCH]) for i in range(0, len(paths), BATCH)]
         if not batches:
             future.set_result(CompileResult())
             return future
-        job = _Job(layer_dir, len(batches), future, progress)
+        job = _Job(layer_dir, names_dir, len(batches), future, progress)
         future.set_running_or_notify_cancel()
         for batch in batches:
             self._requests.put(_Request(job, batch))
@@ -190,7 +198,7 @@ class Compiler:
                 try:
                     if proc is None or proc.poll() is not None:
                         proc = self._spawn()
-                    reply = _ask(proc, job.layer_dir, request.paths)
+                    reply = _ask(proc, job, request.paths)
                     if job.progress is not None:
                         job.progress(request.paths)
                     self._record(job, reply)
@@ -244,12 +252,14 @@ class Compiler:
                 )
 
 
-def _ask(proc: subprocess.Popen[str], layer_dir: Path, paths: Sequence[str]) -> dict[str, Any]:
+def _ask(proc: subprocess.Popen[str], job: _Job, paths: Sequence[str]) -> dict[str, Any]:
     stdin: IO[str] | None = proc.stdin
     stdout: IO[str] | None = proc.stdout
     assert stdin is not None and stdout is not None
+    names = os.fspath(job.names_dir) if job.names_dir is not None else None
+    request = {"layer": os.fspath(job.layer_dir), "paths": list(paths), "names": names}
     try:
-        stdin.write(json.dumps({"layer": os.fspath(layer_dir), "paths": list(paths)}) + "\n")
+        stdin.write(json.dumps(request) + "\n")
         stdin.flush()
     except BrokenPipeError:
         raise OSError("the compiler process died") from None
@@ -280,10 +290,11 @@ def compile_layer(
     *,
     error: type[VenvLayersError],
     jobs: int = 0,
+    names_dir: Path | None = None,
 ) -> CompileResult:
     """Compile `paths` (relative to `layer_dir`) with `python`, waiting for the result."""
     with Compiler(python, jobs=jobs or cpu_count(), error=error) as compiler:
-        return compiler.submit(layer_dir, paths).result()
+        return compiler.submit(layer_dir, paths, names_dir=names_dir).result()
 
 
 def cpu_count() -> int:

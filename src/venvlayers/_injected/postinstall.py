@@ -19,15 +19,16 @@ compile is listed as a warning on stderr (`postinstall: warning: cannot compile 
 REASON`); it does not fail the install.
 
 `postinstall.py --compile-worker` is the same compiler for `venvlayers deploy`: it
-reads requests `{"layer": LAYER_DIR, "paths": [layer-relative .py paths]}` from stdin,
-one JSON object per line, and answers each with one JSON line (see `_compile_batch`).
+reads requests `{"layer": LAYER_DIR, "paths": [layer-relative .py paths], "names":
+FINAL_DIR or null}` from stdin, one JSON object per line, and answers each with one
+JSON line (see `_compile_batch`).
 """
 
 import hashlib
 import json
 import os
 import sys
-from typing import Any, Dict, List, NoReturn, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
 LAYER_CONFIG = os.path.join("share", "venv", "metadata", "venvstacks_layer.json")
 
@@ -128,8 +129,15 @@ def _source_files(layer_dir: str, config: Dict[str, Any]) -> List[str]:
     return sorted(found)
 
 
-def _compile_batch(layer_dir: str, paths: List[str]) -> Dict[str, Any]:
+def _compile_batch(
+    layer_dir: str, paths: List[str], names_dir: Optional[str] = None
+) -> Dict[str, Any]:
     """Compile layer-relative `.py` paths; what was written, kept and refused.
+
+    The code records each file as `names_dir/PATH` when given (where the layer will
+    be: importing it there then costs nothing extra), else as the bare layer-relative
+    PATH (independent of where the layer is). Importing puts the real path in either
+    way (CPython fixes `co_filename` on load), so tracebacks stay right after a move.
 
     `{"compiled": [[pyc path, size, sha256, mode], ...], "kept": N,
     "failed": [[py path, reason], ...]}`, paths relative to the layer (POSIX).
@@ -154,10 +162,9 @@ def _compile_batch(layer_dir: str, paths: List[str]) -> Dict[str, Any]:
         if _valid_hash_pyc(pyc_path, magic, source_hash):
             kept += 1
             continue
+        name = os.path.join(names_dir, *rel.split("/")) if names_dir else rel
         try:
-            # The layer-relative name keeps the bytecode independent of where the layer
-            # is; importing it puts the real path in (co_filename fixed on load).
-            code = compile(source, rel, "exec", dont_inherit=True)
+            code = compile(source, name, "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
             failed.append((rel, _describe(exc)))
             continue
@@ -236,7 +243,7 @@ def compile_worker() -> int:
     _die_with_parent()
     for line in sys.stdin:
         request = json.loads(line)
-        reply = _compile_batch(request["layer"], request["paths"])
+        reply = _compile_batch(request["layer"], request["paths"], request.get("names"))
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
     return 0
@@ -255,7 +262,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--compile-worker"]:
         return compile_worker()

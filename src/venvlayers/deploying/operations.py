@@ -371,7 +371,8 @@ def _stage_layers(
         def progress(done: Sequence[str]) -> None:
             reporter.advance(key, sum(sizes[p] for p in done))
 
-        future = compiler.submit(layer_dir, paths, progress)
+        final = stage.target / layer.install_target  # where the code will be loaded from
+        future = compiler.submit(layer_dir, paths, progress, names_dir=final)
         future.add_done_callback(lambda f: reporter.end(key, "failed" if f.exception() else "done"))
         compiling[layer.install_target] = future
 

@@ -412,6 +412,7 @@ def run_postinstall(layer_dir: Path, plan: LayerPlan, stack_dir: Path) -> None:
 def _compile_export(layer_dir: Path, plan: LayerPlan, stack_dir: Path, reporter: Reporter) -> None:
     python = _runtime_python(layer_dir, plan, stack_dir)
     sources = layer_sources(layer_dir, plan.layout.site_dir)
-    result = compile_layer(python, layer_dir, sources, error=PublishError)
+    final = stack_dir / plan.deploy_name  # where it is renamed to, and loaded from
+    result = compile_layer(python, layer_dir, sources, error=PublishError, names_dir=final)
     for path, reason in result.failed:
         reporter.note(f"warning: {plan.deploy_name}: cannot compile {path}: {reason}")
