@@ -181,17 +181,20 @@ class _Tree:
         digest = hashlib.sha256()
         path = self._base + name
         fd = os.open(path, _OPEN_FLAGS, 0o600)
-        with os.fdopen(fd, "wb") as out:
+        try:  # plain os.write: a buffered file object per member costs more than it saves
             remaining = size
             while remaining:
                 data = read(min(remaining, READ_BLOCK))
                 if not data:
                     raise _Corrupt(f"member {name!r} ends early")
                 digest.update(data)
-                out.write(data)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
                 remaining -= len(data)
-            out.flush()
-            _set_mode_and_time(out.fileno(), path, mode, mtime)
+            _set_mode_and_time(fd, path, mode, mtime)
+        finally:
+            os.close(fd)
         entry = ManifestEntry(self._inner(parts), "file", size, digest.hexdigest(), mode)
         self._files[name] = entry
         self.manifest.append(entry)
