@@ -37,9 +37,11 @@ from venvlayers.archives import extract as _archive_extract
 from venvlayers.cli import main
 from venvlayers.deploying import extract as _deploy_extract
 from venvlayers.deploying import state as _deploy_state
-from venvlayers.deploying.source import Selection, StackSource, parse_layers, select_layers
+from venvlayers.deploying.source import StackSource, parse_layers
+from venvlayers.deploying.source import select_published as select_layers
 from venvlayers.errors import ArchiveError, DeployError
 from venvlayers.platforms import TargetPlatform, build_platform
+from venvlayers.selection import Selection
 
 PLATFORM = build_platform()
 POSTINSTALL = (Path(venvlayers.__file__).parent / "_injected" / "postinstall.py").read_text()
@@ -340,12 +342,12 @@ def test_an_export_directory_is_not_deployable(published: Path) -> None:
 def test_selection(published: Path) -> None:
     stack = StackSource.parse(published).load()
 
-    def order(selection: Selection) -> list[str]:
+    def order(selection: Selection[Any]) -> list[str]:
         return [x.install_target for x in selection.layers]
 
     everything = select_layers(stack, (), PLATFORM)
     assert order(everything) == ["rt", "framework-fw", "app-hello", "app-other@1"]
-    assert {x.install_target for x in everything.roots} == {"app-hello", "app-other@1"}
+    assert {x.install_target for x in everything.matched} == {"app-hello", "app-other@1"}
     for name in ("hello", "app-hello"):
         assert order(select_layers(stack, [name], PLATFORM)) == ["rt", "framework-fw", "app-hello"]
     assert order(select_layers(stack, ["app-other@1"], PLATFORM)) == ["rt", "app-other@1"]

@@ -50,12 +50,13 @@ from ..layout import LAYER_CONFIG, POSTINSTALL
 from ..names import BuildName, DeployName, LayerCategory
 from ..platforms import TargetPlatform, build_platform, suggest_platform
 from ..progress import NULL_REPORTER, Reporter
+from ..selection import Selection
 from . import state as st
 from .commit import apply_transaction, prune_manifests, recover
 from .extract import extractor
 from .inspection import AppStatus, LayerStatus, TargetStatus, status
 from .run import AppCommand, app_command, app_environment, run_app
-from .source import PublishedLayer, Selection, StackSource, select_layers
+from .source import PublishedLayer, StackSource, select_published
 
 __all__ = [
     "AppCommand",
@@ -135,7 +136,7 @@ def deploy(
     src = StackSource.parse(source)
     plat = _target_platform(platform)
     helper_python = _postinstall_python(plat)
-    selection = select_layers(src.load(), apps, plat)
+    selection = select_published(src.load(), apps, plat)
     target = Path(target).absolute()
     if target.exists() and not target.is_dir():
         raise DeployError(f"cannot deploy into {target}: it is not a directory")
@@ -241,7 +242,7 @@ def _verify_local(src: StackSource, layer: PublishedLayer) -> Path:
 
 def _prepare_and_record(
     src: StackSource,
-    selection: Selection,
+    selection: Selection[PublishedLayer],
     state: st.DeployState,
     todo: Sequence[PublishedLayer],
     target: Path,
@@ -477,13 +478,13 @@ def _record(
 
 def _plan(
     state: st.DeployState,
-    selection: Selection,
+    selection: Selection[PublishedLayer],
     records: Mapping[DeployName, st.LayerRecord],
     staging: str,
     platform: TargetPlatform,
     src: StackSource,
 ) -> st.Transaction:
-    new_roots = {str(layer.layer_name): layer.install_target for layer in selection.roots}
+    new_roots = {str(layer.layer_name): layer.install_target for layer in selection.matched}
     roots = new_roots if selection.full else {**state.roots, **new_roots}
     after = st.DeployState(roots=roots, layers={**state.layers, **records})
     needed = after.needed()

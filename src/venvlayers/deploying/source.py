@@ -21,14 +21,14 @@ from ..errors import DeployError
 from ..names import BuildName, DeployName, LayerCategory
 from ..platforms import TargetPlatform
 from ..progress import Reporter
+from ..selection import CycleError, Selection, select
 
 __all__ = [
     "PublishedLayer",
     "PublishedStack",
-    "Selection",
     "StackSource",
     "check_dir_name",
-    "select_layers",
+    "select_published",
 ]
 
 # The names `metadata.py` writes (venvstacks' own), repeated here so that deploying and
@@ -98,17 +98,6 @@ class PublishedStack:
 
     where: str
     layers: tuple[PublishedLayer, ...]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What a deploy installs: layers in install order (lower first) and the named ones."""
-
-    layers: tuple[PublishedLayer, ...]
-    roots: tuple[PublishedLayer, ...]
-    """The layers asked for (all apps, plus layers no app needs, when none were named)."""
-    full: bool
-    """True when no layer was named: the target is to mirror the stack."""
 
 
 # -- sources ----------------------------------------------------------------------------
@@ -354,14 +343,16 @@ def _checked(value: object, key: str) -> str:
 # -- selection --------------------------------------------------------------------------
 
 
-def select_layers(
+def select_published(
     stack: PublishedStack, names: Sequence[str], platform: TargetPlatform
-) -> Selection:
+) -> Selection[PublishedLayer]:
     """The layers to deploy for `platform`: the named ones (all if none) and all they need.
 
     A name is an app's short name (`one`), any layer's build name (`app-one`) or
     install target (`app-two@2`). Raises before anything is fetched when a name is
     unknown, a needed layer is missing, or nothing is published for `platform`.
+    `matched` are the layers the target is to keep (its roots): with no names, every
+    app plus every layer no app needs.
     """
     here = [layer for layer in stack.layers if layer.target_platform == str(platform)]
     if not here:
@@ -379,26 +370,41 @@ def select_layers(
                 f"{stack.where}: two layers install into {layer.install_target!r} on {platform}"
             )
         by_target[layer.install_target] = layer
-    full = not names
-    if full:
-        needed_by_apps = {
-            low
-            for layer in here
-            if layer.category is LayerCategory.APPLICATIONS
-            for low in layer.lower
-        }
-        roots = [
-            layer
-            for layer in here
-            if layer.category is LayerCategory.APPLICATIONS
-            or layer.install_target not in needed_by_apps
-        ]
-        wanted = here
-    else:
+    if names:
         roots = _dedup(_find(stack, here, name, platform) for name in names)
-        wanted = roots
-    chosen = _closure(stack.where, wanted, by_target)
-    return Selection(tuple(_install_order(chosen, by_target)), tuple(roots), full)
+    else:
+        apps = [x for x in here if x.category is LayerCategory.APPLICATIONS]
+        needed_by_apps = {low for app in apps for low in app.lower}
+        roots = [x for x in here if x in apps or x.install_target not in needed_by_apps]
+    problems: list[str] = []
+
+    def lower(layer: PublishedLayer) -> list[PublishedLayer]:
+        found = []
+        for low in layer.lower:
+            below = by_target.get(low)
+            if below is None:
+                problems.append(
+                    f"{layer.install_target} requires layer {low!r}, which it does not list"
+                )
+            elif low == layer.runtime_layer and below.category is not LayerCategory.RUNTIMES:
+                problems.append(f"{layer.install_target}: runtime_layer {low!r} is not a runtime")
+            else:
+                found.append(below)
+        return found
+
+    rank = {c: i for i, c in enumerate(LayerCategory)}
+    in_order = sorted(here, key=lambda x: rank[x.category])  # stable: file order within
+    try:
+        selection = select(in_order, roots, lower, _target, full=not names)
+    except CycleError as exc:
+        raise DeployError(f"the stack metadata has a dependency cycle: {exc}") from None
+    if problems:
+        raise DeployError(f"{stack.where}: {_join(sorted(set(problems)))}")
+    return selection
+
+
+def _target(layer: PublishedLayer) -> str:
+    return layer.install_target
 
 
 def _find(
@@ -432,56 +438,3 @@ def _dedup(layers: Iterable[PublishedLayer]) -> list[PublishedLayer]:
     for layer in layers:
         seen.setdefault(layer.install_target, layer)
     return list(seen.values())
-
-
-def _closure(
-    where: str, wanted: Iterable[PublishedLayer], by_target: Mapping[str, PublishedLayer]
-) -> dict[str, PublishedLayer]:
-    chosen: dict[str, PublishedLayer] = {}
-    problems: list[str] = []
-    pending = list(wanted)
-    while pending:
-        layer = pending.pop()
-        if layer.install_target in chosen:
-            continue
-        chosen[layer.install_target] = layer
-        for low in layer.lower:
-            found = by_target.get(low)
-            if found is None:
-                problems.append(
-                    f"{layer.install_target} requires layer {low!r}, which it does not list"
-                )
-            elif low == layer.runtime_layer and found.category is not LayerCategory.RUNTIMES:
-                problems.append(f"{layer.install_target}: runtime_layer {low!r} is not a runtime")
-            else:
-                pending.append(found)
-    if problems:
-        raise DeployError(f"{where}: {_join(sorted(set(problems)))}")
-    return chosen
-
-
-def _install_order(
-    chosen: Mapping[str, PublishedLayer], by_target: Mapping[str, PublishedLayer]
-) -> list[PublishedLayer]:
-    """Lower layers before the layers on them; otherwise runtimes, frameworks, apps."""
-    rank = {c: i for i, c in enumerate(LayerCategory)}
-    ordered: list[PublishedLayer] = []
-    state: dict[str, str] = {}
-
-    def visit(layer: PublishedLayer, path: tuple[str, ...]) -> None:
-        mark = state.get(layer.install_target)
-        if mark == "done":
-            return
-        if mark == "active":
-            cycle = " -> ".join([*path, layer.install_target])
-            raise DeployError(f"the stack metadata has a dependency cycle: {cycle}")
-        state[layer.install_target] = "active"
-        for low in layer.lower:
-            visit(by_target[low], (*path, layer.install_target))
-        state[layer.install_target] = "done"
-        ordered.append(layer)
-
-    in_file_order = [layer for layer in by_target.values() if layer.install_target in chosen]
-    for layer in sorted(in_file_order, key=lambda x: rank[x.category]):
-        visit(layer, ())
-    return ordered

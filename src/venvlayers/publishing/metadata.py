@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .._util.fs import format_json, write_atomic
-from ..building.build import LayerPlan
 from ..errors import PublishError
 from ..names import LayerCategory
+from ..planning.plan import LayerPlan
 from ..spec.appmodules import modules_hash
 from ..spec.stack import ApplicationSpec
 

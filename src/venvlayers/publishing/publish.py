@@ -30,13 +30,11 @@ from ..archives.archive import (
     default_level,
     write_archive,
 )
-from ..building.build import LayerPlan, plan_stack, read_stamp
 from ..errors import PublishError
 from ..layout import POSTINSTALL
 from ..names import BuildName, DeployName
-from ..platforms import build_platform
+from ..planning.plan import LayerPlan, plan_selected, read_stamp
 from ..progress import NULL_REPORTER, Reporter
-from ..spec.graph import select_layers
 from ..spec.stack import StackSpec
 from .metadata import ARCHIVE_FIELDS, MetadataDir, clamp_time, layer_metadata
 
@@ -118,20 +116,18 @@ def _selected_plans(
     dependencies: bool,
     derived: bool,
     reporter: Reporter,
-) -> list[LayerPlan]:
-    build_root = (build_dir or stack.spec_dir / "_build").absolute()
-    selection = select_layers(
+) -> tuple[LayerPlan, ...]:
+    """The plans of the layers to publish or export; each must have a current build."""
+    work = plan_selected(
         stack,
-        include or None,
+        build_dir,
+        include,
+        allow_missing=allow_missing,
         dependencies=dependencies or not include,
         derived=derived,
-        allow_missing=allow_missing,
+        reporter=reporter,
     )
-    here = build_platform()
-    layers = [x for x in selection.layers if here in x.platforms]
-    plans = plan_stack(stack, layers, build_root, reporter=reporter)
-    result = [plans[x.build_name] for x in layers]
-    for plan in result:
+    for plan in work.ordered:
         stamp = read_stamp(plan.path)
         if stamp is None:
             raise PublishError(
@@ -143,7 +139,7 @@ def _selected_plans(
                 f"{plan.build_name}: the build in {plan.path} no longer matches its lock or "
                 "spec; run `venvlayers build` before publishing"
             )
-    return result
+    return work.ordered
 
 
 # -- publish ----------------------------------------------------------------------------

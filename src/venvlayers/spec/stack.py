@@ -22,8 +22,8 @@ from packaging.utils import NormalizedName
 from ..errors import SpecError
 from ..names import BuildName, LayerCategory, LayerName
 from ..platforms import LinuxTarget, TargetPlatform
+from .c3 import c3_linearize
 from .fields import LayerFields, LayerReader, Problems, read_launch_modules
-from .graph import c3_linearize
 from .uvconfig import UvConfig, load_uv_config
 
 __all__ = [
