@@ -11,7 +11,6 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -134,40 +133,6 @@ def _global_options(
     """
     OUT.verbosity = -1 if quiet else min(verbose, 2)
     _configure_logging(OUT.verbosity)
-
-
-# Options shared by several commands, so each reads the same way everywhere.
-SpecArg = Annotated[
-    Path,
-    typer.Argument(
-        help="The stack spec file.",
-        show_default=True,
-        dir_okay=False,
-        metavar="SPEC",
-    ),
-]
-DEFAULT_SPEC = Path("venvstacks.toml")
-IncludeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--include",
-        metavar="PATTERN",
-        help="Only layers whose build name matches this fnmatch pattern (repeatable).",
-    ),
-]
-AllowMissingOpt = Annotated[
-    bool,
-    typer.Option("--allow-missing", help="Do not fail when an --include pattern matches nothing."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-BuildDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--build-dir",
-        metavar="DIR",
-        help="Where layers are built (default: _build beside the spec).",
-    ),
-]
 
 
 class RichReporter(Reporter):

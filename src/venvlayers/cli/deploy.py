@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from .. import deploying
 from .._util.fs import human_size
-from .common import OUT, JsonOpt, RichReporter, app, print_json, say
-
-if TYPE_CHECKING:  # the API is imported when a command runs: `run` starts apps quickly
-    from ..deploying.operations import DeployResult, TargetStatus
+from .common import OUT, RichReporter, app, print_json, say
+from .options import JsonOpt
 
 TargetOpt = Annotated[
     Path,
@@ -62,10 +61,8 @@ def deploy_command(
     app needs any more are removed. An interrupted deploy leaves the previous one
     working and is finished or cleaned up by the next.
     """
-    from ..deploying.operations import deploy
-
     with RichReporter(bytes_mode=True, transient=True) as reporter:
-        result = deploy(
+        result = deploying.deploy(
             source,
             target,
             apps=tuple(apps or ()),
@@ -76,7 +73,7 @@ def deploy_command(
     _render_deploy(result, json_output)
 
 
-def _render_deploy(result: DeployResult, json_output: bool) -> None:
+def _render_deploy(result: deploying.DeployResult, json_output: bool) -> None:
     if json_output:
         print_json(
             {
@@ -138,9 +135,7 @@ def run_command(
     Arguments, stdin/stdout and the app's exit code pass straight through. Put the
     app's own arguments after `--` (`venvlayers run one --target DIR -- --verbose`).
     """
-    from ..deploying.run import run_app
-
-    code = run_app(app_name, location=target, args=tuple(args or ()))
+    code = deploying.run_app(app_name, location=target, args=tuple(args or ()))
     raise typer.Exit(code)
 
 
@@ -159,9 +154,7 @@ def status_command(
 
     Exits with 1 when a layer is missing or damaged.
     """
-    from ..deploying.inspection import status
-
-    result = status(target if target is not None else Path.cwd(), verify=verify)
+    result = deploying.status(target if target is not None else Path.cwd(), verify=verify)
     if json_output:
         print_json(_status_json(result))
     elif not OUT.quiet:
@@ -172,7 +165,7 @@ def status_command(
         raise typer.Exit(1)
 
 
-def _status_json(result: TargetStatus) -> dict[str, Any]:
+def _status_json(result: deploying.TargetStatus) -> dict[str, Any]:
     return {
         "target": str(result.target),
         "platform": result.platform,
@@ -207,7 +200,7 @@ def _status_json(result: TargetStatus) -> dict[str, Any]:
     }
 
 
-def _render_status(result: TargetStatus) -> None:
+def _render_status(result: deploying.TargetStatus) -> None:
     OUT.stdout.print(
         f"{result.target}: {result.platform}, from {result.source}, updated {result.updated_at}"
     )
@@ -256,10 +249,8 @@ def remove_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Remove a deployed app and every layer nothing else needs."""
-    from ..deploying.operations import remove
-
     with RichReporter(transient=True) as reporter:
-        result = remove(target, app_name, reporter=reporter)
+        result = deploying.remove(target, app_name, reporter=reporter)
     if json_output:
         print_json(
             {"target": str(result.target), "root": result.root, "removed": list(result.removed)}

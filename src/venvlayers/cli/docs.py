@@ -23,6 +23,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import PurePath
 from typing import Any
 
+import typer
+
+from .main import app
+
 __all__ = ["render"]
 
 REGENERATE = "python -m venvlayers.cli.docs > docs/cli.md"
@@ -51,10 +55,6 @@ _TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
 
 def render(prog: str = "venvlayers") -> str:
     """The whole CLI reference as Markdown (ends with one newline)."""
-    import typer
-
-    from .main import app
-
     root = typer.main.get_command(app)
     lines = [
         "# CLI reference",

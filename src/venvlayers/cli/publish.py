@@ -3,69 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from .. import publishing
+from .. import spec as spec_api
 from .._util.fs import human_size
-from ..archives.common import DEFAULT_FORMAT, ArchiveFormat
-from .common import (
+from ..archives.common import DEFAULT_FORMAT
+from .common import OUT, RichReporter, app, print_json
+from .options import (
     DEFAULT_SPEC,
-    OUT,
     AllowMissingOpt,
     BuildDirOpt,
+    BytecodeOpt,
+    DryRunOpt,
+    ForceOpt,
+    FormatOpt,
     IncludeOpt,
     JsonOpt,
-    RichReporter,
+    LevelOpt,
+    OutputDirOpt,
+    PublishDependenciesOpt,
+    PublishDerivedOpt,
     SpecArg,
-    app,
-    print_json,
+    TagOpt,
 )
-
-if TYPE_CHECKING:  # the API is imported when a command runs: --help stays fast
-    from ..publishing.publish import LayerOutput
-
-OutputDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--output-dir",
-        "-o",
-        metavar="DIR",
-        help="Output directory (default: _artifacts or _export beside the spec).",
-    ),
-]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only print what would be written.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Redo unchanged layers too.")]
-FormatOpt = Annotated[
-    ArchiveFormat,
-    typer.Option("--format", help="Archive format (tar.zst is fastest; tar.xz as venvstacks)."),
-]
-LevelOpt = Annotated[
-    int | None,
-    typer.Option("--level", metavar="N", help="Compression level (default: per format)."),
-]
-TagOpt = Annotated[
-    bool,
-    typer.Option(
-        "--tag-outputs",
-        help="Name archives `<layer>-<platform>-<build>.<ext>` instead of `<layer>.<ext>`.",
-    ),
-]
-BytecodeOpt = Annotated[
-    bool,
-    typer.Option(
-        "--compile-bytecode", help="Ship deterministic hash-based .pyc files (faster first start)."
-    ),
-]
-
-
-PublishDependenciesOpt = Annotated[
-    bool, typer.Option("--publish-dependencies", help="With --include: the layers below too.")
-]
-PublishDerivedOpt = Annotated[
-    bool, typer.Option("--publish-derived", help="With --include: the layers above too.")
-]
 
 
 def _absolute(path: Path | None) -> Path | None:
@@ -95,11 +59,8 @@ def publish(
     `__venvstacks__/env_metadata/<layer>.json` into the output directory. Unchanged
     layers are skipped.
     """
-    from ..publishing.publish import PublishOptions, publish_stack
-    from ..spec.stack import StackSpec
-
-    stack = StackSpec.load(Path(spec))
-    options = PublishOptions(
+    stack = spec_api.StackSpec.load(Path(spec))
+    options = publishing.PublishOptions(
         build_dir=_absolute(build_dir),
         output_dir=_absolute(output_dir),
         include=tuple(include or ()),
@@ -114,7 +75,7 @@ def publish(
         compile_bytecode=compile_bytecode,
     )
     with RichReporter(bytes_mode=True) as reporter:
-        outputs = publish_stack(stack, options, reporter)
+        outputs = publishing.publish_stack(stack, options, reporter)
     render_outputs(outputs, json_output)
 
 
@@ -137,11 +98,8 @@ def local_export(
     The export directory holds each layer under its deployed name plus the same
     `__venvstacks__` metadata as a publish (without archive fields).
     """
-    from ..publishing.publish import ExportOptions, export_stack
-    from ..spec.stack import StackSpec
-
-    stack = StackSpec.load(Path(spec))
-    options = ExportOptions(
+    stack = spec_api.StackSpec.load(Path(spec))
+    options = publishing.ExportOptions(
         build_dir=_absolute(build_dir),
         output_dir=_absolute(output_dir),
         include=tuple(include or ()),
@@ -151,25 +109,28 @@ def local_export(
         dry_run=dry_run,
     )
     with RichReporter() as reporter:
-        outputs = export_stack(stack, options, reporter)
+        outputs = publishing.export_stack(stack, options, reporter)
     render_outputs(outputs, json_output)
 
 
-def render_outputs(outputs: list[LayerOutput], json_output: bool) -> None:
+def outputs_json(outputs: list[publishing.LayerOutput]) -> list[dict[str, object]]:
+    """`publish --json` and the `published` part of `build --publish --json`."""
+    return [
+        {
+            "layer": o.build_name,
+            "install_target": o.deploy_name,
+            "action": o.action,
+            "path": str(o.path),
+            "seconds": round(o.seconds, 3),
+            "metadata": o.metadata,
+        }
+        for o in outputs
+    ]
+
+
+def render_outputs(outputs: list[publishing.LayerOutput], json_output: bool) -> None:
     if json_output:
-        print_json(
-            [
-                {
-                    "layer": o.build_name,
-                    "install_target": o.deploy_name,
-                    "action": o.action,
-                    "path": str(o.path),
-                    "seconds": round(o.seconds, 3),
-                    "metadata": o.metadata,
-                }
-                for o in outputs
-            ]
-        )
+        print_json(outputs_json(outputs))
         return
     if OUT.quiet:
         return

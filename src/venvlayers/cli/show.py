@@ -6,16 +6,10 @@ from pathlib import Path
 
 from rich.tree import Tree
 
-from .common import (
-    DEFAULT_SPEC,
-    OUT,
-    AllowMissingOpt,
-    IncludeOpt,
-    JsonOpt,
-    SpecArg,
-    app,
-    print_json,
-)
+from .. import planning
+from .. import spec as spec_api
+from .common import OUT, app, print_json
+from .options import DEFAULT_SPEC, AllowMissingOpt, IncludeOpt, JsonOpt, SpecArg
 
 
 @app.command()
@@ -30,16 +24,14 @@ def show(
     A leading `*` marks a layer without a valid lock; versioned layers show
     `build-name -> deployed-name`. Disabled layers (platforms = []) are left out.
     """
-    from ..planning.lockinfo import lock_info_for
-    from ..planning.overview import stack_status, status_tree_lines
-    from ..spec.stack import StackSpec
-
-    stack = StackSpec.load(Path(spec))
-    status = stack_status(stack, lock_info_for(stack), include=include, allow_missing=allow_missing)
+    stack = spec_api.StackSpec.load(Path(spec))
+    status = planning.stack_status(
+        stack, planning.lock_info_for(stack), include=include, allow_missing=allow_missing
+    )
     if json_output:
         print_json(status)
         return
-    render_tree(status_tree_lines(status))
+    render_tree(planning.status_tree_lines(status))
 
 
 def render_tree(rows: list[tuple[int, str]]) -> None:

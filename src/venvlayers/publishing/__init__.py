@@ -2,6 +2,36 @@
 
 from __future__ import annotations
 
-from .publish import ExportOptions, LayerOutput, PublishOptions, export_stack, publish_stack
+from typing import TYPE_CHECKING
 
-__all__ = ["ExportOptions", "LayerOutput", "PublishOptions", "export_stack", "publish_stack"]
+from .._util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .publish import (
+        ExportOptions as ExportOptions,
+    )
+    from .publish import (
+        LayerOutput as LayerOutput,
+    )
+    from .publish import (
+        PublishOptions as PublishOptions,
+    )
+    from .publish import (
+        export_stack as export_stack,
+    )
+    from .publish import (
+        publish_stack as publish_stack,
+    )
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "publish": [
+            "ExportOptions",
+            "LayerOutput",
+            "PublishOptions",
+            "export_stack",
+            "publish_stack",
+        ],
+    },
+)

@@ -1,0 +1,121 @@
+"""Options shared by several commands, defined once so each reads the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..archives.common import ArchiveFormat
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "AllowMissingOpt",
+    "BuildDirOpt",
+    "BytecodeOpt",
+    "DryRunOpt",
+    "ForceOpt",
+    "FormatOpt",
+    "IncludeOpt",
+    "IndexOpt",
+    "JsonOpt",
+    "LevelOpt",
+    "LocalWheelsOpt",
+    "OutputDirOpt",
+    "PublishDependenciesOpt",
+    "PublishDerivedOpt",
+    "SpecArg",
+    "TagOpt",
+]
+
+SpecArg = Annotated[
+    Path,
+    typer.Argument(
+        help="The stack spec file.",
+        show_default=True,
+        dir_okay=False,
+        metavar="SPEC",
+    ),
+]
+DEFAULT_SPEC = Path("venvstacks.toml")
+IncludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include",
+        metavar="PATTERN",
+        help="Only layers whose build name matches this fnmatch pattern (repeatable).",
+    ),
+]
+AllowMissingOpt = Annotated[
+    bool,
+    typer.Option("--allow-missing", help="Do not fail when an --include pattern matches nothing."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+BuildDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--build-dir",
+        metavar="DIR",
+        help="Where layers are built (default: _build beside the spec).",
+    ),
+]
+
+
+LocalWheelsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--local-wheels",
+        metavar="DIR",
+        help="A directory of wheels to use as find-links (repeatable).",
+        file_okay=False,
+    ),
+]
+IndexOpt = Annotated[
+    bool,
+    typer.Option(
+        "--index/--no-index", help="Query package indexes (--no-index: only local wheels)."
+    ),
+]
+
+
+OutputDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir",
+        "-o",
+        metavar="DIR",
+        help="Output directory (default: _artifacts or _export beside the spec).",
+    ),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only print what would be written.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Redo unchanged layers too.")]
+FormatOpt = Annotated[
+    ArchiveFormat,
+    typer.Option("--format", help="Archive format (tar.zst is fastest; tar.xz as venvstacks)."),
+]
+LevelOpt = Annotated[
+    int | None,
+    typer.Option("--level", metavar="N", help="Compression level (default: per format)."),
+]
+TagOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tag-outputs",
+        help="Name archives `<layer>-<platform>-<build>.<ext>` instead of `<layer>.<ext>`.",
+    ),
+]
+BytecodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile-bytecode", help="Ship deterministic hash-based .pyc files (faster first start)."
+    ),
+]
+
+
+PublishDependenciesOpt = Annotated[
+    bool, typer.Option("--publish-dependencies", help="With --include: the layers below too.")
+]
+PublishDerivedOpt = Annotated[
+    bool, typer.Option("--publish-derived", help="With --include: the layers above too.")
+]
