@@ -31,14 +31,12 @@ import pytest
 
 import venvlayers
 from tests.support.archives import tar_member, write_tar
+from tests.support.reporting import RecordingReporter
 from venvlayers import deploying
-from venvlayers.archives import ArchiveFormat, write_archive
-from venvlayers.archives import extract as _archive_extract
+from venvlayers.archives import ArchiveFormat, extract as _archive_extract, write_archive
 from venvlayers.cli import main
-from venvlayers.deploying import extract as _deploy_extract
-from venvlayers.deploying import state as _deploy_state
-from venvlayers.deploying.source import StackSource, parse_layers
-from venvlayers.deploying.source import select_published as select_layers
+from venvlayers.deploying import extract as _deploy_extract, state as _deploy_state
+from venvlayers.deploying.source import StackSource, parse_layers, select_published as select_layers
 from venvlayers.errors import ArchiveError, DeployError
 from venvlayers.platforms import TargetPlatform, build_platform
 from venvlayers.selection import Selection
@@ -721,17 +719,10 @@ def with_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("with_workers")
 def test_deploying_with_worker_processes(published: Path, tmp_path: Path) -> None:
-    class Progress(venvlayers.progress.Reporter):
-        def __init__(self) -> None:
-            self.keys: list[str] = []
-
-        def begin(self, key: str, description: str, total: int | None = None) -> None:
-            self.keys.append(key)
-
-    progress = Progress()
+    progress = RecordingReporter()
     target = tmp_path / "t"
     deploying.deploy(published, target, reporter=progress)
-    assert sorted(progress.keys) == [
+    assert sorted(progress.begun) == [
         "deploy:app-hello",
         "deploy:app-other@1",
         "deploy:framework-fw",

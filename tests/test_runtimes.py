@@ -17,24 +17,24 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.reporting import RecordingReporter
 from venvlayers._util.cache import cache_root
 from venvlayers.cli import main
 from venvlayers.errors import RuntimeSourceError
 from venvlayers.platforms import TargetPlatform
-from venvlayers.progress import Reporter
 from venvlayers.runtimes import (
     MIRROR_ENV,
     add_runtime_archive,
     list_runtimes,
     obtain_runtime,
     parse_runtime_name,
+    pbs as _pbs,
     prune_runtimes,
     runtime_python,
     runtime_python_relpath,
     runtimes_dir,
     unpack_runtime,
 )
-from venvlayers.runtimes import pbs as _pbs
 
 PLATFORM = TargetPlatform.LINUX_X86_64
 FILENAME = "cpython-3.11.7+20240107-x86_64-unknown-linux-gnu-install_only.tar.gz"
@@ -138,20 +138,6 @@ def _cache_is_clean() -> bool:
     return not root.exists() or not any(root.iterdir())
 
 
-class RecordingReporter(Reporter):
-    def __init__(self) -> None:
-        self.events: list[tuple[str, object]] = []
-
-    def begin(self, key: str, description: str, total: int | None = None) -> None:
-        self.events.append(("begin", total))
-
-    def advance(self, key: str, amount: int) -> None:
-        self.events.append(("advance", amount))
-
-    def end(self, key: str, status: str = "done") -> None:
-        self.events.append(("end", status))
-
-
 # --------------------------------------------------------------------------- names, table
 
 
@@ -201,8 +187,8 @@ def test_download_verifies_and_caches(server: Server, monkeypatch: pytest.Monkey
     assert runtime.source == "download"
     assert runtime.path == runtimes_dir() / SHA256 / FILENAME
     assert runtime.path.read_bytes() == ARCHIVE
-    assert reporter.events[0] == ("begin", len(ARCHIVE))
-    assert reporter.events[-1] == ("end", "done")
+    assert reporter.without_keys()[0] == ("begin", len(ARCHIVE))
+    assert reporter.without_keys()[-1] == ("end", "done")
     record = json.loads((runtimes_dir() / SHA256 / "runtime.json").read_text())
     assert record["origin"] == f"{server.url}/ok/{FILENAME}"
     assert [p.name for p in runtimes_dir().iterdir()] == [SHA256]  # no temp files

@@ -22,14 +22,14 @@ from venvlayers.platforms import build_platform
 from venvlayers.runtimes import (
     RuntimeArchive,
     import_runtime,
+    importing as runtime_import,
     list_runtimes,
     obtain_runtime,
+    pbs as _pbs,
     runtime_python,
     runtimes_dir,
     unpack_runtime,
 )
-from venvlayers.runtimes import importing as runtime_import
-from venvlayers.runtimes import pbs as _pbs
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="runtime import is Linux-only so far"

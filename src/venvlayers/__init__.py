@@ -19,109 +19,52 @@ from typing import TYPE_CHECKING
 from ._util.lazy import lazy_exports
 from .errors import (
     ArchiveError as ArchiveError,
-)
-from .errors import (
     BuildError as BuildError,
-)
-from .errors import (
     DeployError as DeployError,
-)
-from .errors import (
     LockError as LockError,
-)
-from .errors import (
     PublishError as PublishError,
-)
-from .errors import (
     RuntimeSourceError as RuntimeSourceError,
-)
-from .errors import (
     SelectionError as SelectionError,
-)
-from .errors import (
     SpecError as SpecError,
-)
-from .errors import (
     ToolError as ToolError,
-)
-from .errors import (
     VenvLayersError as VenvLayersError,
 )
-from .progress import NULL_REPORTER as NULL_REPORTER
-from .progress import Reporter as Reporter
+from .progress import NULL_REPORTER as NULL_REPORTER, Reporter as Reporter
 
 if TYPE_CHECKING:
     from .building import (
         BuildOptions as BuildOptions,
-    )
-    from .building import (
         LayerBuildResult as LayerBuildResult,
-    )
-    from .building import (
         build_stack as build_stack,
     )
     from .deploying import (
         DeployResult as DeployResult,
-    )
-    from .deploying import (
         RemoveResult as RemoveResult,
-    )
-    from .deploying import (
         TargetStatus as TargetStatus,
-    )
-    from .deploying import (
         deploy as deploy,
-    )
-    from .deploying import (
         remove as remove,
-    )
-    from .deploying import (
         run_app as run_app,
-    )
-    from .deploying import (
         status as status,
     )
     from .locking import (
         LayerLockResult as LayerLockResult,
-    )
-    from .locking import (
         LockOptions as LockOptions,
-    )
-    from .locking import (
         lock_stack as lock_stack,
     )
     from .platforms import TargetPlatform as TargetPlatform
     from .publishing import (
         ExportOptions as ExportOptions,
-    )
-    from .publishing import (
         LayerOutput as LayerOutput,
-    )
-    from .publishing import (
         PublishOptions as PublishOptions,
-    )
-    from .publishing import (
         export_stack as export_stack,
-    )
-    from .publishing import (
         publish_stack as publish_stack,
     )
     from .spec import (
         ApplicationSpec as ApplicationSpec,
-    )
-    from .spec import (
         FrameworkSpec as FrameworkSpec,
-    )
-    from .spec import (
         LayeredSpec as LayeredSpec,
-    )
-    from .spec import (
         LayerSpec as LayerSpec,
-    )
-    from .spec import (
         RuntimeSpec as RuntimeSpec,
-    )
-    from .spec import (
         StackSpec as StackSpec,
     )
 
@@ -132,33 +75,12 @@ __version__ = "0.1.0"
 __getattr__, __dir__, _lazy_names = lazy_exports(
     __name__,
     {
-        "spec": [
-            "ApplicationSpec",
-            "FrameworkSpec",
-            "LayerSpec",
-            "LayeredSpec",
-            "RuntimeSpec",
-            "StackSpec",
-        ],
-        "platforms": ["TargetPlatform"],
-        "locking": ["LayerLockResult", "LockOptions", "lock_stack"],
-        "building": ["BuildOptions", "LayerBuildResult", "build_stack"],
-        "publishing": [
-            "ExportOptions",
-            "LayerOutput",
-            "PublishOptions",
-            "export_stack",
-            "publish_stack",
-        ],
-        "deploying": [
-            "DeployResult",
-            "RemoveResult",
-            "TargetStatus",
-            "deploy",
-            "remove",
-            "run_app",
-            "status",
-        ],
+        "spec": ("ApplicationSpec FrameworkSpec LayerSpec LayeredSpec RuntimeSpec StackSpec"),
+        "platforms": "TargetPlatform",
+        "locking": "LayerLockResult LockOptions lock_stack",
+        "building": "BuildOptions LayerBuildResult build_stack",
+        "publishing": "ExportOptions LayerOutput PublishOptions export_stack publish_stack",
+        "deploying": "DeployResult RemoveResult TargetStatus deploy remove run_app status",
     },
 )
 

@@ -14,6 +14,16 @@ from typing import TypedDict
 
 from .platforms import TargetPlatform
 
+__all__ = [
+    "BUILD_STAMP",
+    "LAYER_CONFIG",
+    "POSTINSTALL",
+    "SITECUSTOMIZE",
+    "LayerConfig",
+    "Layout",
+    "peer_path",
+]
+
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
 BUILD_STAMP = "share/venv/metadata/venvlayers_build.json"
 POSTINSTALL = "postinstall.py"

@@ -15,23 +15,23 @@ imports the same names so type checkers see the real objects, and
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["lazy_exports"]
 
 
 def lazy_exports(
-    package: str, exports: Mapping[str, Sequence[str]]
+    package: str, exports: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
     """`(__getattr__, __dir__, __all__)` for `package`, exporting `exports`.
 
     `exports` maps a module, relative to `package` (`"operations"`, `"..errors"`), to
-    the names it provides.
+    the names it provides, separated by white space.
     """
     where: dict[str, str] = {}
     for module, names in exports.items():
-        for name in names:
+        for name in names.split():
             if name in where:
                 raise ValueError(f"{package}: {name!r} is exported twice")
             where[name] = module

@@ -13,56 +13,29 @@ from .._util.lazy import lazy_exports
 if TYPE_CHECKING:
     from .archive import (
         ArchiveInfo as ArchiveInfo,
-    )
-    from .archive import (
         ExtractedLayer as ExtractedLayer,
-    )
-    from .archive import (
         ManifestEntry as ManifestEntry,
-    )
-    from .archive import (
         cleanup_partials as cleanup_partials,
-    )
-    from .archive import (
         default_level as default_level,
-    )
-    from .archive import (
         extract_archive as extract_archive,
-    )
-    from .archive import (
         hash_installed_tree as hash_installed_tree,
-    )
-    from .archive import (
         verify_file as verify_file,
-    )
-    from .archive import (
         verify_tree as verify_tree,
-    )
-    from .archive import (
         write_archive as write_archive,
     )
     from .common import (
         DEFAULT_FORMAT as DEFAULT_FORMAT,
-    )
-    from .common import (
         ArchiveFormat as ArchiveFormat,
     )
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "archive": [
-            "ArchiveInfo",
-            "ExtractedLayer",
-            "ManifestEntry",
-            "cleanup_partials",
-            "default_level",
-            "extract_archive",
-            "hash_installed_tree",
-            "verify_file",
-            "verify_tree",
-            "write_archive",
-        ],
-        "common": ["DEFAULT_FORMAT", "ArchiveFormat"],
+        "archive": (
+            "ArchiveInfo ExtractedLayer ManifestEntry cleanup_partials "
+            "default_level extract_archive hash_installed_tree verify_file "
+            "verify_tree write_archive"
+        ),
+        "common": "DEFAULT_FORMAT ArchiveFormat",
     },
 )

@@ -9,17 +9,13 @@ from .._util.lazy import lazy_exports
 if TYPE_CHECKING:
     from .build import (
         BuildOptions as BuildOptions,
-    )
-    from .build import (
         LayerBuildResult as LayerBuildResult,
-    )
-    from .build import (
         build_stack as build_stack,
     )
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "build": ["BuildOptions", "LayerBuildResult", "build_stack"],
+        "build": "BuildOptions LayerBuildResult build_stack",
     },
 )

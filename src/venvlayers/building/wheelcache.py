@@ -27,6 +27,13 @@ from ..platforms import LinuxTarget, TargetPlatform
 from ..progress import NULL_REPORTER, Reporter
 from ..runtimes.pbs import download_file
 
+__all__ = [
+    "WheelTarget",
+    "choose_wheel",
+    "local_wheels",
+    "wheel_cache_dir",
+]
+
 
 @dataclass(frozen=True)
 class WheelTarget:

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .. import building, locking, planning, publishing
-from .. import spec as spec_api
+from .. import building, locking, planning, publishing, spec as spec_api
 from ..archives.common import DEFAULT_FORMAT
 from .common import OUT, RichReporter, app, print_json
 from .lock import render_lock_results
@@ -31,6 +30,11 @@ from .options import (
 )
 from .publish import outputs_json, render_outputs
 from .show import render_tree
+
+__all__ = [
+    "build",
+    "render_build_results",
+]
 
 
 @app.command()

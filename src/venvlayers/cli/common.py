@@ -27,6 +27,15 @@ from rich.progress import (
 from .. import __version__
 from ..progress import Reporter
 
+__all__ = [
+    "OUT",
+    "Output",
+    "RichReporter",
+    "app",
+    "print_json",
+    "say",
+]
+
 
 def _quiet_flag_types() -> None:
     """Show no `<bool>` type after flags in --help (typer >= 0.2x labels every option)."""

@@ -13,6 +13,15 @@ from .._util.fs import human_size
 from .common import OUT, RichReporter, app, print_json, say
 from .options import JsonOpt
 
+__all__ = [
+    "OptionalTargetOpt",
+    "TargetOpt",
+    "deploy_command",
+    "remove_command",
+    "run_command",
+    "status_command",
+]
+
 TargetOpt = Annotated[
     Path,
     typer.Option("--target", "-t", help="The deployment directory.", file_okay=False),

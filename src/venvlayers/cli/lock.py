@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .. import locking
-from .. import spec as spec_api
+from .. import locking, spec as spec_api
 from .common import OUT, RichReporter, app, print_json
 from .options import (
     DEFAULT_SPEC,
@@ -20,6 +19,11 @@ from .options import (
     LocalWheelsOpt,
     SpecArg,
 )
+
+__all__ = [
+    "lock",
+    "render_lock_results",
+]
 
 
 @app.command()

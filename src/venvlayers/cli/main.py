@@ -15,6 +15,12 @@ import typer
 from ..errors import VenvLayersError
 from . import build, common, deploy, lock, publish, runtime, show  # noqa: F401  (command modules register on the app)
 
+__all__ = [
+    "app",
+    "main",
+    "run",
+]
+
 app = common.app
 
 

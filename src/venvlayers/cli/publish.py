@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .. import publishing
-from .. import spec as spec_api
+from .. import publishing, spec as spec_api
 from .._util.fs import human_size
 from ..archives.common import DEFAULT_FORMAT
 from .common import OUT, RichReporter, app, print_json
@@ -30,6 +29,13 @@ from .options import (
     SpecArg,
     TagOpt,
 )
+
+__all__ = [
+    "local_export",
+    "outputs_json",
+    "publish",
+    "render_outputs",
+]
 
 
 def _absolute(path: Path | None) -> Path | None:

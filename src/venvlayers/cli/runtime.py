@@ -15,6 +15,14 @@ from ..platforms import TargetPlatform, build_platform, suggest_platform
 from .common import OUT, RichReporter, app, print_json, say
 from .options import JsonOpt
 
+__all__ = [
+    "fetch",
+    "import_",
+    "list_",
+    "prune",
+    "runtime_app",
+]
+
 runtime_app = typer.Typer(
     name="runtime",
     help="Obtain, import, list and prune the runtimes in the cache.",

@@ -6,10 +6,14 @@ from pathlib import Path
 
 from rich.tree import Tree
 
-from .. import planning
-from .. import spec as spec_api
+from .. import planning, spec as spec_api
 from .common import OUT, app, print_json
 from .options import DEFAULT_SPEC, AllowMissingOpt, IncludeOpt, JsonOpt, SpecArg
+
+__all__ = [
+    "render_tree",
+    "show",
+]
 
 
 @app.command()

@@ -14,49 +14,29 @@ from .._util.lazy import lazy_exports
 if TYPE_CHECKING:
     from .inspection import (
         AppStatus as AppStatus,
-    )
-    from .inspection import (
         LayerStatus as LayerStatus,
-    )
-    from .inspection import (
         TargetStatus as TargetStatus,
-    )
-    from .inspection import (
         status as status,
     )
     from .operations import (
         DeployResult as DeployResult,
-    )
-    from .operations import (
         LayerResult as LayerResult,
-    )
-    from .operations import (
         RemoveResult as RemoveResult,
-    )
-    from .operations import (
         deploy as deploy,
-    )
-    from .operations import (
         remove as remove,
     )
     from .run import (
         AppCommand as AppCommand,
-    )
-    from .run import (
         app_command as app_command,
-    )
-    from .run import (
         app_environment as app_environment,
-    )
-    from .run import (
         run_app as run_app,
     )
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "inspection": ["AppStatus", "LayerStatus", "TargetStatus", "status"],
-        "operations": ["DeployResult", "LayerResult", "RemoveResult", "deploy", "remove"],
-        "run": ["AppCommand", "app_command", "app_environment", "run_app"],
+        "inspection": "AppStatus LayerStatus TargetStatus status",
+        "operations": "DeployResult LayerResult RemoveResult deploy remove",
+        "run": "AppCommand app_command app_environment run_app",
     },
 )

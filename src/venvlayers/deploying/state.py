@@ -36,6 +36,33 @@ from ..archives.common import ManifestEntry
 from ..errors import ArchiveError, DeployError
 from ..names import BuildName, DeployName, LayerCategory
 
+__all__ = [
+    "DOWNLOADS_PREFIX",
+    "FORMAT",
+    "LOCK_FILE",
+    "MANIFESTS",
+    "STAGING_PREFIX",
+    "STATE_DIR",
+    "STATE_FILE",
+    "DeployState",
+    "LayerRecord",
+    "Transaction",
+    "exchange",
+    "inode",
+    "manifest_path",
+    "new_token",
+    "now",
+    "read_manifest",
+    "read_state",
+    "remove_quietly",
+    "replace_dir",
+    "restore_aside",
+    "state_dir",
+    "target_lock",
+    "write_manifest",
+    "write_state",
+]
+
 STATE_DIR = ".venvlayers"
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"

@@ -13,27 +13,19 @@ from .._util.lazy import lazy_exports
 if TYPE_CHECKING:
     from .lock import (
         LayerLockResult as LayerLockResult,
-    )
-    from .lock import (
         LockOptions as LockOptions,
-    )
-    from .lock import (
         lock_stack as lock_stack,
-    )
-    from .lock import (
         lower_pins as lower_pins,
     )
     from .state import (
         LockState as LockState,
-    )
-    from .state import (
         evaluate_locks as evaluate_locks,
     )
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "lock": ["LayerLockResult", "LockOptions", "lock_stack", "lower_pins"],
-        "state": ["LockState", "evaluate_locks"],
+        "lock": "LayerLockResult LockOptions lock_stack lower_pins",
+        "state": "LockState evaluate_locks",
     },
 )

@@ -14,6 +14,11 @@ from typing import Any
 
 from ..names import BuildName
 
+__all__ = [
+    "LockPaths",
+    "read_metadata",
+]
+
 
 @dataclass(frozen=True)
 class LockPaths:

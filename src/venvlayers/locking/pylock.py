@@ -31,6 +31,20 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import LockError
 
+__all__ = [
+    "SHARED_CLAUSE",
+    "SHARED_MARKER_VALUE",
+    "LockedPackage",
+    "LockedWheel",
+    "parse_pylock",
+    "parse_pylock_data",
+    "read_pylock",
+    "render_pylock",
+    "source_only",
+    "wheel_filename",
+    "with_shared",
+]
+
 SHARED_MARKER_VALUE = "from_lower_layer"
 SHARED_CLAUSE = f"sys_platform == '{SHARED_MARKER_VALUE}'"
 

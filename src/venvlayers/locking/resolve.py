@@ -32,6 +32,13 @@ from ..platforms import TargetPlatform
 from ..spec.stack import LayerSpec, StackSpec
 from .pylock import LockedPackage, LockedWheel, parse_pylock_data, with_shared
 
+__all__ = [
+    "LowerPin",
+    "ResolveRequest",
+    "Targets",
+    "resolve_layer",
+]
+
 
 @dataclass(frozen=True)
 class LowerPin:

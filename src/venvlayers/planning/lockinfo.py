@@ -7,6 +7,10 @@ from ..names import DeployName
 from ..spec.stack import LayerSpec, StackSpec
 from .overview import LockInfo
 
+__all__ = [
+    "lock_info_for",
+]
+
 
 def lock_info_for(stack: StackSpec) -> LockInfo:
     """(has a valid lock, deployed name) per layer, computed once for the whole stack."""

@@ -14,6 +14,16 @@ from ..names import DeployName
 from ..spec.graph import select_layers
 from ..spec.stack import LayerSpec, StackSpec
 
+__all__ = [
+    "UNLOCKED_VERSION",
+    "LayerStatus",
+    "LockInfo",
+    "StackStatus",
+    "format_layer",
+    "stack_status",
+    "status_tree_lines",
+]
+
 
 class LayerStatus(TypedDict, total=False):
     name: str

@@ -26,6 +26,17 @@ from ..planning.plan import LayerPlan
 from ..spec.appmodules import modules_hash
 from ..spec.stack import ApplicationSpec
 
+__all__ = [
+    "ARCHIVE_FIELDS",
+    "ENV_METADATA_DIR",
+    "MANIFEST",
+    "METADATA_DIR",
+    "MetadataDir",
+    "clamp_time",
+    "layer_metadata",
+    "schema",
+]
+
 METADATA_DIR = "__venvstacks__"
 MANIFEST = "venvstacks.json"
 ENV_METADATA_DIR = "env_metadata"

@@ -110,20 +110,18 @@ def layer_exclude(plan: LayerPlan, *, bytecode: bool) -> Callable[[str], bool]:
 
 def _selected_plans(
     stack: StackSpec,
-    build_dir: Path | None,
-    include: Sequence[str],
-    allow_missing: bool,
+    options: PublishOptions | ExportOptions,
     dependencies: bool,
     derived: bool,
     reporter: Reporter,
-) -> tuple[LayerPlan, ...]:
-    """The plans of the layers to publish or export; each must have a current build."""
+) -> tuple[tuple[LayerPlan, ...], Path, MetadataDir]:
+    """The layers to publish or export (each must have a current build) and where to."""
     work = plan_selected(
         stack,
-        build_dir,
-        include,
-        allow_missing=allow_missing,
-        dependencies=dependencies or not include,
+        options.build_dir,
+        options.include,
+        allow_missing=options.allow_missing,
+        dependencies=dependencies or not options.include,
         derived=derived,
         reporter=reporter,
     )
@@ -139,7 +137,9 @@ def _selected_plans(
                 f"{plan.build_name}: the build in {plan.path} no longer matches its lock or "
                 "spec; run `venvlayers build` before publishing"
             )
-    return work.ordered
+    default = "_artifacts" if isinstance(options, PublishOptions) else "_export"
+    output_dir = (options.output_dir or stack.spec_dir / default).absolute()
+    return work.ordered, output_dir, MetadataDir(output_dir)
 
 
 # -- publish ----------------------------------------------------------------------------
@@ -149,17 +149,9 @@ def publish_stack(
     stack: StackSpec, options: PublishOptions = PublishOptions(), reporter: Reporter = NULL_REPORTER
 ) -> list[LayerOutput]:
     """Write an archive and metadata for each selected layer, then the stack manifest."""
-    plans = _selected_plans(
-        stack,
-        options.build_dir,
-        options.include,
-        options.allow_missing,
-        options.publish_dependencies,
-        options.publish_derived,
-        reporter,
+    plans, output_dir, meta_dir = _selected_plans(
+        stack, options, options.publish_dependencies, options.publish_derived, reporter
     )
-    output_dir = (options.output_dir or stack.spec_dir / "_artifacts").absolute()
-    meta_dir = MetadataDir(output_dir)
     if not options.dry_run:
         output_dir.mkdir(parents=True, exist_ok=True)
         # what an interrupted publish left: unfinished archives, unrenamed staging files
@@ -315,17 +307,9 @@ def export_stack(
     stack: StackSpec, options: ExportOptions = ExportOptions(), reporter: Reporter = NULL_REPORTER
 ) -> list[LayerOutput]:
     """Copy the selected layers into plain directories (deployed names) and finish them."""
-    plans = _selected_plans(
-        stack,
-        options.build_dir,
-        options.include,
-        options.allow_missing,
-        options.export_dependencies,
-        options.export_derived,
-        reporter,
+    plans, output_dir, meta_dir = _selected_plans(
+        stack, options, options.export_dependencies, options.export_derived, reporter
     )
-    output_dir = (options.output_dir or stack.spec_dir / "_export").absolute()
-    meta_dir = MetadataDir(output_dir)
     outputs: list[LayerOutput] = []
     for plan in plans:  # in dependency order: postinstall needs the runtime in place
         outputs.append(_export_layer(plan, options, output_dir, meta_dir, reporter))

@@ -14,26 +14,12 @@ from .._util.lazy import lazy_exports
 if TYPE_CHECKING:
     from .cache import (
         CachedRuntime as CachedRuntime,
-    )
-    from .cache import (
         PruneResult as PruneResult,
-    )
-    from .cache import (
         RuntimeArchive as RuntimeArchive,
-    )
-    from .cache import (
         add_runtime_archive as add_runtime_archive,
-    )
-    from .cache import (
         list_runtimes as list_runtimes,
-    )
-    from .cache import (
         prune_runtimes as prune_runtimes,
-    )
-    from .cache import (
         runtime_to_dict as runtime_to_dict,
-    )
-    from .cache import (
         runtimes_dir as runtimes_dir,
     )
     from .importing import (
@@ -41,47 +27,28 @@ if TYPE_CHECKING:
     )
     from .obtain import (
         MIRROR_ENV as MIRROR_ENV,
-    )
-    from .obtain import (
         obtain_runtime as obtain_runtime,
     )
     from .tree import (
         parse_runtime_name as parse_runtime_name,
-    )
-    from .tree import (
         runtime_python as runtime_python,
-    )
-    from .tree import (
         runtime_python_relpath as runtime_python_relpath,
-    )
-    from .tree import (
         unpack_runtime as unpack_runtime,
-    )
-    from .tree import (
         unpacked_runtime as unpacked_runtime,
     )
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "cache": [
-            "CachedRuntime",
-            "PruneResult",
-            "RuntimeArchive",
-            "add_runtime_archive",
-            "list_runtimes",
-            "prune_runtimes",
-            "runtime_to_dict",
-            "runtimes_dir",
-        ],
-        "importing": ["import_runtime"],
-        "obtain": ["MIRROR_ENV", "obtain_runtime"],
-        "tree": [
-            "parse_runtime_name",
-            "runtime_python",
-            "runtime_python_relpath",
-            "unpack_runtime",
-            "unpacked_runtime",
-        ],
+        "cache": (
+            "CachedRuntime PruneResult RuntimeArchive add_runtime_archive "
+            "list_runtimes prune_runtimes runtime_to_dict runtimes_dir"
+        ),
+        "importing": "import_runtime",
+        "obtain": "MIRROR_ENV obtain_runtime",
+        "tree": (
+            "parse_runtime_name runtime_python runtime_python_relpath "
+            "unpack_runtime unpacked_runtime"
+        ),
     },
 )

@@ -29,6 +29,14 @@ from ..platforms import (
 from .layers import CommonArgs, LayerSpec
 from .uvconfig import UvConfig
 
+__all__ = [
+    "KNOWN_KEYS",
+    "LayerFields",
+    "LayerReader",
+    "Problems",
+    "read_launch_modules",
+]
+
 _COMMON_KEYS = (
     "name",
     "requirements",

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 from ..errors import SelectionError
 from ..names import BuildName
-from ..selection import Selection, select
-from ..selection import dependency_levels as _levels
+from ..selection import Selection, dependency_levels as _levels, select
 from .stack import LayerSpec, StackSpec
 
 __all__ = ["dependency_levels", "select_layers"]
