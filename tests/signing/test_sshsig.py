@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 
 from venvlayers.signing import (
+    AllowedSigners,
     SignatureError,
     SignatureProblem,
     load_signing_key,
     read_signature,
     sign,
+    verify,
 )
-from venvlayers.signing._wire import string, uint32
+from venvlayers.signing._wire import mpint, string, uint32
 
 from .conftest import KEY_KINDS, KeyFile, SshKeygen
 
@@ -205,3 +207,39 @@ def test_malformed_armor(text: bytes | str, detail: str) -> None:
     assert caught.value.problem == SignatureProblem.MALFORMED
     assert str(caught.value).startswith("x.sig: not a valid SSH signature: ")
     assert detail in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("ecdsa256", string(mpint(0) + mpint(0))),
+        ("ecdsa256", string(mpint(1) + mpint(2**256 + 5))),
+        ("ecdsa384", string(mpint(2**2000) + mpint(1))),
+        ("ecdsa521", string(mpint(1))),
+        ("ed25519", string(b"\xff" * 64)),
+        ("ed25519", string(b"\0" * 63)),
+        ("rsa", string(b"\xff" * 257)),
+        ("rsa", string(b"")),
+    ],
+)
+def test_out_of_range_signature_values_do_not_verify(
+    kind: str, value: bytes, our_keys: dict[str, KeyFile]
+) -> None:
+    key = our_keys[kind]
+    info = read_signature(sign(DATA, key.key))
+    algorithm = info.signature[: 4 + int.from_bytes(info.signature[:4], "big")]
+    blob = _blob(key.key.public_key.blob, namespace=b"venvlayers", signature=algorithm + value)
+    signers = AllowedSigners.parse(key.allowed_line("a"), "f")
+    with pytest.raises(SignatureError) as caught:
+        verify(DATA, _armor(blob), signers)
+    assert caught.value.problem in {SignatureProblem.MISMATCH, SignatureProblem.MALFORMED}
+
+
+def test_rsa_sha1_signatures_are_refused(our_keys: dict[str, KeyFile]) -> None:
+    key = our_keys["rsa"]
+    info = read_signature(sign(DATA, key.key))
+    raw = info.signature[4 + len("rsa-sha2-512") :]
+    blob = _blob(key.key.public_key.blob, signature=string("ssh-rsa") + raw)
+    with pytest.raises(SignatureError, match=r"RSA with SHA-1 \(ssh-rsa\) is refused") as caught:
+        verify(DATA, _armor(blob), AllowedSigners.parse(key.allowed_line("a"), "f"))
+    assert caught.value.problem == SignatureProblem.UNSUPPORTED

@@ -18,7 +18,14 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ._keys import OPENSSH_KEY_TYPES, CryptoPrivateKey, PublicKey, UnsupportedError, public_key_of
+from ._keys import (
+    CRYPTO_KEY_TYPES,
+    OPENSSH_KEY_TYPES,
+    CryptoPrivateKey,
+    PublicKey,
+    UnsupportedError,
+    public_key_of,
+)
 from ._problems import SignatureProblem, fail
 from ._wire import WireError, WireReader
 
@@ -27,6 +34,21 @@ __all__ = ["SigningKey", "load_signing_key"]
 _OPENSSH_BEGIN = b"-----BEGIN OPENSSH PRIVATE KEY-----"
 _OPENSSH_END = b"-----END OPENSSH PRIVATE KEY-----"
 _OPENSSH_MAGIC = b"openssh-key-v1\0"
+# the ciphers OpenSSH encrypts private keys with (`ssh -Q cipher`)
+_OPENSSH_CIPHERS = frozenset(
+    {
+        "3des-cbc",
+        "aes128-cbc",
+        "aes192-cbc",
+        "aes256-cbc",
+        "aes128-ctr",
+        "aes192-ctr",
+        "aes256-ctr",
+        "aes128-gcm@openssh.com",
+        "aes256-gcm@openssh.com",
+        "chacha20-poly1305@openssh.com",
+    }
+)
 _SUPPORTED_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 
 
@@ -63,7 +85,19 @@ def _openssh_container(data: bytes) -> tuple[bool, bytes | None]:
         public = reader.string("the public key") if count >= 1 else None
     except (binascii.Error, WireError):
         return False, None
+    if cipher != "none" and cipher not in _OPENSSH_CIPHERS:
+        # not a key we could decrypt whatever the passphrase: let the loader call it corrupt
+        return False, public
     return cipher != "none", public
+
+
+def _key_type(public_blob: bytes | None) -> str | None:
+    if public_blob is None:
+        return None
+    try:
+        return WireReader(public_blob, "public key").text("the key type")
+    except WireError:
+        return None
 
 
 def _looks_like_public_key(data: bytes) -> bool:
@@ -106,14 +140,15 @@ def load_signing_key(path: Path | str, passphrase: str | None = None) -> Signing
     is_openssh = stripped.startswith(_OPENSSH_BEGIN)
     if is_openssh:
         encrypted, public_blob = _openssh_container(stripped)
-        if public_blob is not None:
-            key_type = WireReader(public_blob, "public key").string("type")
-            if key_type.startswith(b"sk-"):
-                raise fail(
-                    SignatureProblem.BAD_KEY_FILE,
-                    f"{path}: security-key (FIDO) keys are not supported for signing stacks; "
-                    "use an ed25519, ecdsa or rsa key",
-                )
+        # refuse what we cannot sign with before cryptography tries (and warns about DSA)
+        key_type = _key_type(public_blob)
+        if key_type is not None and key_type not in CRYPTO_KEY_TYPES:
+            kind = "security-key (FIDO)" if key_type.startswith("sk-") else key_type
+            raise fail(
+                SignatureProblem.BAD_KEY_FILE,
+                f"{path}: {kind} keys cannot sign stacks; use an ed25519, ecdsa or rsa key "
+                "(ssh-keygen -t ed25519)",
+            )
         loader: Callable[[bytes, bytes | None], object] = serialization.load_ssh_private_key
     elif stripped.startswith(b"-----BEGIN ") and b"PRIVATE KEY-----" in stripped.split(b"\n")[0]:
         encrypted = b"ENCRYPTED" in stripped[:200]
