@@ -175,7 +175,7 @@ class AllowedSigners:
     @classmethod
     def load(cls, path: Path | str) -> AllowedSigners:
         """Read and parse an allowed_signers file (UTF-8)."""
-        path = Path(path)
+        path = Path(path).expanduser()
         try:
             text = path.read_bytes().decode("utf-8")
         except OSError as exc:

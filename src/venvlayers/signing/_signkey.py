@@ -128,7 +128,7 @@ def load_signing_key(path: Path | str, passphrase: str | None = None) -> Signing
     and `passphrase` is None (a CLI can then prompt and call again), `WRONG_PASSPHRASE`,
     or `BAD_KEY_FILE`.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         data = path.read_bytes()
     except OSError as exc:
