@@ -125,6 +125,7 @@ def test_every_malformed_line_is_named(ed: str, rsa: str) -> None:
         ),
         ('alice namespaces="x"', "no key after the options"),
         (f"alice {ed_type}", "no base64 key after ssh-ed25519"),
+        (f"alice {ed_b64}", "no key type (e.g. ssh-ed25519) before the base64 key"),
     ]
     text = "\n".join(["# a good line first", f"ok {ed}", *(line for line, _ in bad)])
     problems = _problems(text, "keys/allowed_signers")

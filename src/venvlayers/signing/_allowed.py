@@ -249,6 +249,8 @@ def _parse_line(line: str, source: str, number: int) -> AllowedSigner:
         try:
             options = _parse_options(options_text)
         except _LineError:
+            if options_text.startswith("AAAA"):
+                raise _LineError("no key type (e.g. ssh-ed25519) before the base64 key") from None
             if "=" not in options_text and rest[:4] == "AAAA":
                 raise _LineError(f"unknown key type {options_text!r}") from None
             raise
