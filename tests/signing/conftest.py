@@ -112,12 +112,14 @@ def ssh_keygen(ssh_keygen_path: Path, tmp_path_factory: pytest.TempPathFactory) 
     home = tmp_path_factory.mktemp("ssh-home")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LC_ALL": "C"}
 
-    def run(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    def run(
+        *args: str | Path, stdin: bytes = b"", tz: str | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [str(ssh_keygen_path), *map(str, args)],
             input=stdin,
             capture_output=True,
-            env=env,
+            env=env if tz is None else {**env, "TZ": tz},
             timeout=120,
             check=False,
         )

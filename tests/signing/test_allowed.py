@@ -17,6 +17,8 @@ from venvlayers.signing import (
     SignatureError,
     SignatureProblem,
     match_pattern_list,
+    sign,
+    verify,
 )
 
 from .conftest import KeyFile, SshKeygen
@@ -93,6 +95,46 @@ def test_times_without_z_are_local_like_ssh_keygen(ed: str) -> None:
     (entry,) = AllowedSigners.parse(line, "f").entries
     assert entry.valid_after == datetime(2024, 1, 1, 5, 0, tzinfo=UTC)
     assert entry.valid_before == datetime(2024, 1, 2, tzinfo=UTC)
+
+
+@pytest.mark.usefixtures("eastern_time")
+@pytest.mark.parametrize(("moment", "ok"), [("20240101050000Z", True), ("20240101050001Z", False)])
+def test_local_times_agree_with_ssh_keygen(
+    moment: str, ok: bool, our_keys: dict[str, KeyFile], ssh_keygen: SshKeygen, tmp_path: Path
+) -> None:
+    key = our_keys["ed25519"]
+    allowed = tmp_path / "allowed"
+    allowed.write_text(key.allowed_line("a", 'valid-before="202401010000"') + "\n")
+    data = b"data"
+    (tmp_path / "data.sig").write_bytes(sign(data, key.key))
+    now = datetime.strptime(moment, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+    try:
+        verify(data, sign(data, key.key), AllowedSigners.load(allowed), now=now)
+        ours = True
+    except SignatureError as exc:
+        assert exc.problem == SignatureProblem.EXPIRED
+        ours = False
+    done = ssh_keygen(
+        "-Y",
+        "verify",
+        "-f",
+        allowed,
+        "-I",
+        "a",
+        "-n",
+        "venvlayers",
+        "-s",
+        tmp_path / "data.sig",
+        f"-Overify-time={moment}",
+        stdin=data,
+        tz="EST+5",
+    )
+    assert ours is ok and (done.returncode == 0) is ok, done.stderr
+
+
+def test_only_spaces_and_tabs_separate_fields(ed: str) -> None:
+    (entry,) = AllowedSigners.parse(f"al\u00a0ice\t {ed}", "f").entries
+    assert entry.principals == ("al\u00a0ice",)
 
 
 def test_every_malformed_line_is_named(ed: str, rsa: str) -> None:

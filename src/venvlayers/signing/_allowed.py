@@ -29,6 +29,7 @@ from ._wire import WireError, WireReader
 __all__ = ["AllowedSigner", "AllowedSigners", "match_pattern_list"]
 
 _TIME = re.compile(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?(z|utc)?", re.IGNORECASE)
+_FIELD_SEPARATOR: Final = re.compile(r"[ \t]+")
 _FINGERPRINT_TAG: Final = "venvlayers allowed_signers v1\n"
 
 
@@ -200,9 +201,10 @@ class _LineError(ValueError):
 
 
 def _split_token(text: str) -> tuple[str, str]:
-    """The first whitespace-delimited token of `text` and what follows, left-stripped."""
-    parts = text.split(None, 1)
-    return (parts[0], parts[1] if len(parts) > 1 else "") if parts else ("", "")
+    """The first token of `text` and what follows, left-stripped; only spaces and tabs
+    separate fields, as in OpenSSH (a no-break space is part of a principal)."""
+    parts = _FIELD_SEPARATOR.split(text.lstrip(" \t"), maxsplit=1)
+    return parts[0], parts[1] if len(parts) > 1 else ""
 
 
 def _split_options(text: str) -> tuple[str, str]:
