@@ -199,6 +199,7 @@ def test_opaque_key_types_parse_but_are_kept_apart(our_keys: dict[str, KeyFile])
     signers = AllowedSigners.parse(line + "\n" + our_keys["ed25519"].allowed_line("a"), "f")
     assert signers.entries[0].key.bits is None
     assert signers.entries[0].key.fingerprint.startswith("SHA256:")
+    assert signers.entries[0].describe().startswith("hw@example.com  ED25519-SK SHA256:")
 
 
 def test_fingerprint_follows_meaning_not_bytes(ed: str, rsa: str) -> None:

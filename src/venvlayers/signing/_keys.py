@@ -73,6 +73,17 @@ OPENSSH_KEY_TYPES: Final = frozenset(
 )
 """Every key type name OpenSSH reads in a key line; an allowed_signers line may use any."""
 
+# how ssh-keygen names each type in its messages (sshkey.c's short names)
+_DISPLAY_NAMES: Final = {
+    ED25519: "ED25519",
+    RSA: "RSA",
+    **dict.fromkeys(_ECDSA, "ECDSA"),
+    "ssh-dss": "DSA",
+    "sk-ssh-ed25519@openssh.com": "ED25519-SK",
+    "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK",
+    "ssh-xmss@openssh.com": "XMSS",
+}
+
 CryptoPublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 CryptoPrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -107,8 +118,12 @@ class PublicKey:
 
     def describe(self) -> str:
         """`ED25519 SHA256:...`, the way ssh-keygen names a key in its messages."""
-        name = self.key_type.removeprefix("ssh-").split("-", 1)[0].upper()
-        return f"{name} {self.fingerprint}"
+        base = self.key_type.replace("-cert-v01@openssh.com", "@openssh.com")
+        if base not in _DISPLAY_NAMES:
+            base = self.key_type.replace("-cert-v01@openssh.com", "")
+        name = _DISPLAY_NAMES.get(base, self.key_type)
+        suffix = "-CERT" if self.key_type.endswith("-cert-v01@openssh.com") else ""
+        return f"{name}{suffix} {self.fingerprint}"
 
 
 def _decode_ec_point(

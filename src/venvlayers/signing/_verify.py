@@ -74,7 +74,8 @@ def verify(
     data_name: str = "the signed data",
 ) -> Signer:
     """Check that `signature` (armored SSHSIG) is a valid `namespace` signature over exactly
-    `data` by a key `signers` allows at `now` (default: the current time); return who.
+    `data` by a key `signers` allows at `now` (default: the current time; a naive
+    datetime is local time); return who.
 
     With `principal`, the key must be listed for that principal (ssh-keygen's `-I`);
     without, any line listing the key will do (ssh-keygen's find-principals, then
