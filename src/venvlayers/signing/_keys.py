@@ -133,9 +133,12 @@ def _decode_ec_point(
     if reader.text("the curve name") != curve_name:
         raise WireError(f"{key_type} key names another curve than {curve_name}")
     point = reader.string("the curve point")
+    if point[:1] != b"\x04":
+        # OpenSSH only ever writes (and reads) uncompressed points
+        raise WireError(f"{key_type} key: the point is not in uncompressed form")
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(curve, point), digest
-    except ValueError:
+    except (ValueError, NotImplementedError):
         raise WireError(f"{key_type} key: the point is not on {curve_name}") from None
 
 
@@ -152,7 +155,10 @@ def decode_public_key(blob: bytes, what: str, *, opaque_ok: bool = False) -> Pub
         raw = reader.string("the ed25519 key")
         if len(raw) != 32:
             raise WireError(f"{what}: an ed25519 key is 32 bytes, not {len(raw)}")
-        crypto, bits = ed25519.Ed25519PublicKey.from_public_bytes(raw), 256
+        try:
+            crypto, bits = ed25519.Ed25519PublicKey.from_public_bytes(raw), 256
+        except ValueError:
+            raise WireError(f"{what}: not a valid ed25519 key") from None
     elif key_type in _ECDSA:
         crypto, _ = _decode_ec_point(key_type, reader)
         bits = crypto.curve.key_size

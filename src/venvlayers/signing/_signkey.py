@@ -189,9 +189,15 @@ def load_signing_key(path: Path | str, passphrase: str | None = None) -> Signing
         raise fail(
             SignatureProblem.BAD_KEY_FILE, f"{path}: not a valid private key ({exc})"
         ) from None
-    except (UnsupportedAlgorithm, TypeError) as exc:
+    except UnsupportedAlgorithm as exc:
         raise fail(
             SignatureProblem.BAD_KEY_FILE, f"{path}: cannot use this private key ({exc})"
+        ) from None
+    except Exception as exc:
+        # cryptography's parsers raise more than ValueError on damaged files (TypeError,
+        # NotImplementedError "Need uncompressed point"...); all mean the same to a user
+        raise fail(
+            SignatureProblem.BAD_KEY_FILE, f"{path}: not a valid private key ({exc})"
         ) from None
     private = _check_type(path, key)
     try:
