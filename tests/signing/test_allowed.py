@@ -302,3 +302,53 @@ def test_principal_matching_agrees_with_ssh_keygen(
     theirs = done.returncode == 0
     ours = AllowedSigners.load(path).entries[0].matches_principal(principal)
     assert ours is theirs, (principal, pattern_list)
+
+
+_OPTION_FRAGMENTS = [
+    "cert-authority",
+    "Cert-Authority",
+    "cert-authorityx",
+    'namespaces="venvlayers"',
+    'NameSpaces="a b,c"',
+    'namespaces="x\\"y"',
+    "namespaces=venvlayers",
+    'namespaces="open',
+    'valid-after="20200101"',
+    'valid-after="20200101Z"',
+    'valid-after="202001011230z"',
+    'valid-after="20200101123059UTC"',
+    'valid-after="2020010112"',
+    'valid-after="19700101Z"',
+    'valid-after="20201301"',
+    'valid-before="20990101"',
+    'valid-before="209901010000Z"',
+    'valid-before="2099"',
+    "foo",
+    'foo="bar"',
+    "",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(fragments=st.lists(st.sampled_from(_OPTION_FRAGMENTS), min_size=1, max_size=3))
+def test_options_are_accepted_exactly_when_ssh_keygen_accepts_them(
+    fragments: list[str],
+    ssh_keygen: SshKeygen,
+    our_keys: dict[str, KeyFile],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # ssh-keygen's find-principals parses the whole line of the signing key and prints
+    # its principals when the line is valid (every time window above includes now)
+    work = tmp_path_factory.mktemp("options")
+    key = our_keys["ed25519"]
+    options = ",".join(fragments)
+    (work / "allowed").write_text(key.allowed_line("me@example.com", options) + "\n")
+    (work / "data.sig").write_bytes(sign(b"data", key.key))
+    done = ssh_keygen("-Y", "find-principals", "-s", work / "data.sig", "-f", work / "allowed")
+    theirs = done.returncode == 0
+    try:
+        (entry,) = AllowedSigners.load(work / "allowed").entries
+        ours = not entry.cert_authority  # a cert-authority line admits no plain key there
+    except SignatureError:
+        ours = False
+    assert ours is theirs, (options, done.stderr)

@@ -366,5 +366,8 @@ def _parse_time(options: dict[str, str | bool], name: str) -> tuple[datetime, st
     except ValueError as exc:
         raise _LineError(f"{name}={raw!r}: {exc}") from None
     # as OpenSSH's parse_absolute_time: UTC with Z/UTC, else this machine's local time
-    aware = moment.replace(tzinfo=UTC) if zone else moment.astimezone()
-    return aware.astimezone(UTC), raw
+    aware = (moment.replace(tzinfo=UTC) if zone else moment.astimezone()).astimezone(UTC)
+    if aware.timestamp() <= 0:
+        # OpenSSH reads 0 as "not set" and refuses it; so do we, and anything before
+        raise _LineError(f"{name}={raw!r} is not after 1970-01-01 00:00:00 UTC")
+    return aware, raw
