@@ -79,6 +79,12 @@ def test_options_are_case_insensitive_and_quoted(ed: str) -> None:
     assert entry.raw_valid_after == "20240101Z"
 
 
+def test_empty_options_are_skipped_as_in_ssh_keygen(ed: str) -> None:
+    (entry,) = AllowedSigners.parse(f'a ,namespaces="x",,cert-authority {ed}', "f").entries
+    assert (entry.namespaces, entry.cert_authority) == ("x", True)
+    assert _problems(f"a ,, {ed}") == ["allowed_signers:1: the options end with a comma"]
+
+
 @pytest.fixture
 def eastern_time() -> Iterator[None]:
     """This process in a fixed UTC-5 zone (a POSIX TZ string: no tz database needed)."""

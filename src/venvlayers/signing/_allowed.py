@@ -301,6 +301,12 @@ def _parse_options(text: str) -> dict[str, str | bool]:
     options: dict[str, str | bool] = {}
     index = 0
     while True:
+        if text.startswith(",", index):
+            # OpenSSH skips empty options (a leading comma, ",,"); only a trailing one fails
+            index += 1
+            if index == len(text):
+                raise _LineError("the options end with a comma")
+            continue
         lowered = text[index:].lower()
         if lowered.startswith("cert-authority"):
             name, index = "cert-authority", index + len("cert-authority")
