@@ -13,6 +13,7 @@ __all__ = [
     "PublishError",
     "RuntimeSourceError",
     "SelectionError",
+    "SignatureError",
     "SpecError",
     "ToolError",
     "VenvLayersError",
@@ -63,6 +64,19 @@ class PublishError(VenvLayersError, RuntimeError):
 
 class DeployError(VenvLayersError, RuntimeError):
     """A published stack could not be deployed, run or inspected on the target."""
+
+
+class SignatureError(VenvLayersError, ValueError):
+    """A signature, signing key or allowed_signers file is unusable, or a signature fails.
+
+    `problem` says which, as a `venvlayers.signing.SignatureProblem` value (a str), so
+    callers can react (prompt for a passphrase, tell tampering from an unknown signer)
+    without parsing the message.
+    """
+
+    def __init__(self, message: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(message)
 
 
 class ToolError(VenvLayersError, RuntimeError):
