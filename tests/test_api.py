@@ -23,6 +23,7 @@ STAGES = (
     "planning",
     "publishing",
     "runtimes",
+    "signing",
     "spec",
 )
 STABLE_API = {

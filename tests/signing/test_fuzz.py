@@ -7,8 +7,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from venvlayers.signing import (
     AllowedSigners,
@@ -18,7 +17,7 @@ from venvlayers.signing import (
     sign,
     verify,
 )
-from venvlayers.signing._wire import string, uint32
+from venvlayers.signing.wire import string, uint32
 
 from .conftest import KEY_KINDS, KeyFile
 

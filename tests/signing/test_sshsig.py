@@ -16,7 +16,7 @@ from venvlayers.signing import (
     sign,
     verify,
 )
-from venvlayers.signing._wire import mpint, string, uint32
+from venvlayers.signing.wire import mpint, string, uint32
 
 from .conftest import KEY_KINDS, KeyFile, SshKeygen
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from venvlayers.signing._wire import WireError, WireReader, mpint, string, uint32
+from venvlayers.signing.wire import WireError, WireReader, mpint, string, uint32
 
 
 @pytest.mark.parametrize(

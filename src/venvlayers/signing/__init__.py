@@ -18,28 +18,39 @@ Every failure is a `SignatureError` with one line naming the file and what to do
 
 from __future__ import annotations
 
-from ..errors import SignatureError
-from ._allowed import AllowedSigner, AllowedSigners, match_pattern_list
-from ._keys import PublicKey
-from ._problems import SignatureProblem
-from ._signkey import SigningKey, load_signing_key
-from ._sshsig import DEFAULT_NAMESPACE, HASH_ALGORITHMS, SignatureInfo, read_signature, sign
-from ._verify import Signer, verify
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DEFAULT_NAMESPACE",
-    "HASH_ALGORITHMS",
-    "AllowedSigner",
-    "AllowedSigners",
-    "PublicKey",
-    "SignatureError",
-    "SignatureInfo",
-    "SignatureProblem",
-    "Signer",
-    "SigningKey",
-    "load_signing_key",
-    "match_pattern_list",
-    "read_signature",
-    "sign",
-    "verify",
-]
+from .._util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ..errors import SignatureError as SignatureError
+    from .allowed import (
+        AllowedSigner as AllowedSigner,
+        AllowedSigners as AllowedSigners,
+        match_pattern_list as match_pattern_list,
+    )
+    from .keys import PublicKey as PublicKey
+    from .problems import SignatureProblem as SignatureProblem
+    from .signkey import SigningKey as SigningKey, load_signing_key as load_signing_key
+    from .sshsig import (
+        DEFAULT_NAMESPACE as DEFAULT_NAMESPACE,
+        HASH_ALGORITHMS as HASH_ALGORITHMS,
+        SignatureInfo as SignatureInfo,
+        read_signature as read_signature,
+        sign as sign,
+    )
+    from .verification import Signer as Signer, verify as verify
+
+# cryptography costs ~90 ms to import: only what is used is loaded
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "..errors": "SignatureError",
+        "allowed": "AllowedSigner AllowedSigners match_pattern_list",
+        "keys": "PublicKey",
+        "problems": "SignatureProblem",
+        "signkey": "SigningKey load_signing_key",
+        "sshsig": "DEFAULT_NAMESPACE HASH_ALGORITHMS SignatureInfo read_signature sign",
+        "verification": "Signer verify",
+    },
+)

@@ -18,7 +18,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ._keys import (
+from .keys import (
     CRYPTO_KEY_TYPES,
     OPENSSH_KEY_TYPES,
     CryptoPrivateKey,
@@ -26,8 +26,8 @@ from ._keys import (
     UnsupportedError,
     public_key_of,
 )
-from ._problems import SignatureProblem, fail
-from ._wire import WireError, WireReader
+from .problems import SignatureProblem, fail
+from .wire import WireError, WireReader
 
 __all__ = ["SigningKey", "load_signing_key"]
 

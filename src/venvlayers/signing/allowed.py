@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from ._keys import OPENSSH_KEY_TYPES, PublicKey, UnsupportedError, decode_public_key
-from ._problems import SignatureProblem, fail
-from ._wire import WireError, WireReader
+from .keys import OPENSSH_KEY_TYPES, PublicKey, UnsupportedError, decode_public_key
+from .problems import SignatureProblem, fail
+from .wire import WireError, WireReader
 
 __all__ = ["AllowedSigner", "AllowedSigners", "match_pattern_list"]
 

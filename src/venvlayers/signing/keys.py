@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from ._wire import WireError, WireReader, mpint, string
+from .wire import WireError, WireReader, mpint, string
 
 __all__ = [
     "CRYPTO_KEY_TYPES",

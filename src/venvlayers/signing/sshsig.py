@@ -21,10 +21,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Final
 
-from ._keys import PublicKey, UnsupportedError, decode_public_key, sign_raw, verify_raw
-from ._problems import SignatureProblem, fail
-from ._signkey import SigningKey
-from ._wire import WireError, WireReader, string, uint32
+from .keys import PublicKey, UnsupportedError, decode_public_key, sign_raw, verify_raw
+from .problems import SignatureProblem, fail
+from .signkey import SigningKey
+from .wire import WireError, WireReader, string, uint32
 
 __all__ = [
     "DEFAULT_NAMESPACE",

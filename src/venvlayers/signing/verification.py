@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ._allowed import AllowedSigner, AllowedSigners
-from ._problems import SignatureProblem, fail
-from ._sshsig import DEFAULT_NAMESPACE, check_data, read_signature
+from .allowed import AllowedSigner, AllowedSigners
+from .problems import SignatureProblem, fail
+from .sshsig import DEFAULT_NAMESPACE, check_data, read_signature
 
 __all__ = ["Signer", "verify"]
 
