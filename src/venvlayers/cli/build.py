@@ -25,10 +25,11 @@ from .options import (
     OutputDirOpt,
     PublishDependenciesOpt,
     PublishDerivedOpt,
+    SignKeyOpt,
     SpecArg,
     TagOpt,
 )
-from .publish import outputs_json, render_outputs
+from .publish import load_sign_key, outputs_json, render_outputs
 from .show import render_tree
 
 __all__ = [
@@ -67,6 +68,7 @@ def build(
     fmt: FormatOpt = DEFAULT_FORMAT,
     tag_outputs: TagOpt = False,
     compile_bytecode: BytecodeOpt = False,
+    sign_key: SignKeyOpt = None,
     show: Annotated[bool, typer.Option("--show", help="Show the selected layers first.")] = False,
     show_only: Annotated[
         bool, typer.Option("--show-only", help="Only show what would be done.")
@@ -80,6 +82,7 @@ def build(
     build directory.
     """
     stack = spec_api.StackSpec.load(Path(spec))
+    key = load_sign_key(sign_key) if publish else None
     patterns = tuple(include or ())
     if show or show_only:
         _show_plan(stack, patterns, allow_missing, lock_if_needed, build_derived)
@@ -127,6 +130,7 @@ def build(
                     fmt=fmt,
                     tag_outputs=tag_outputs,
                     compile_bytecode=compile_bytecode,
+                    sign_key=key,
                 ),
                 reporter,
             )

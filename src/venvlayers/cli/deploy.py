@@ -62,6 +62,16 @@ def deploy_command(
     force: Annotated[
         bool, typer.Option("--force", help="Reinstall layers that are already deployed.")
     ] = False,
+    trusted_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-keys",
+            metavar="FILE",
+            dir_okay=False,
+            help="An OpenSSH allowed_signers file: deploy only stacks signed by one of its "
+            "keys, now and (remembered by the target) in later deploys.",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Deploy a published stack: verify, unpack, run postinstall, move into place.
@@ -77,6 +87,7 @@ def deploy_command(
             apps=tuple(apps or ()),
             platform=platform,
             force=force,
+            trusted_keys=trusted_keys,
             reporter=reporter,
         )
     _render_deploy(result, json_output)
@@ -104,11 +115,14 @@ def _render_deploy(result: deploying.DeployResult, json_output: bool) -> None:
                     for layer in result.layers
                 ],
                 "removed": list(result.removed),
+                "signed_by": result.signed_by.to_dict() if result.signed_by else None,
             }
         )
         return
     if OUT.quiet:
         return
+    if result.signed_by is not None:
+        say(f"signature ok: signed by {result.signed_by.describe()}")
     table = Table(show_edge=False, header_style="bold")
     for column in ("layer", "result", "archive", "installed", "time"):
         table.add_column(column)
@@ -183,6 +197,8 @@ def _status_json(result: deploying.TargetStatus) -> dict[str, Any]:
         "verified": result.verified,
         "damaged": result.damaged,
         "unfinished": result.unfinished,
+        "trusted_keys": result.trusted_keys.to_dict() if result.trusted_keys else None,
+        "signed_by": result.signed_by.to_dict() if result.signed_by else None,
         "roots": dict(result.roots),
         "layers": [
             {
@@ -215,6 +231,14 @@ def _render_status(result: deploying.TargetStatus) -> None:
     )
     if result.unfinished:
         OUT.stdout.print("an interrupted deploy will be finished by the next deploy")
+    if result.signed_by is not None:
+        OUT.stdout.print(f"signed by {result.signed_by.describe()}", markup=False)
+    if result.trusted_keys is not None:
+        OUT.stdout.print(
+            f"deploys must be signed by a key in {result.trusted_keys.source}:", markup=False
+        )
+        for line in result.trusted_keys.describe():
+            OUT.stdout.print(f"  {line}", markup=False)
     table = Table(show_edge=False, header_style="bold")
     for column in ("layer", "kind", "version", "archive sha256", "installed", "deployed", "state"):
         table.add_column(column)

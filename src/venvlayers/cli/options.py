@@ -25,6 +25,7 @@ __all__ = [
     "OutputDirOpt",
     "PublishDependenciesOpt",
     "PublishDerivedOpt",
+    "SignKeyOpt",
     "SpecArg",
     "TagOpt",
 ]
@@ -118,4 +119,14 @@ PublishDependenciesOpt = Annotated[
 ]
 PublishDerivedOpt = Annotated[
     bool, typer.Option("--publish-derived", help="With --include: the layers above too.")
+]
+SignKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sign-key",
+        metavar="KEY",
+        dir_okay=False,
+        help="Sign `venvstacks.json` with this OpenSSH private key (ed25519, ecdsa or rsa); "
+        "a passphrase comes from $VENVLAYERS_SIGN_PASSPHRASE or a prompt.",
+    ),
 ]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from .. import publishing, spec as spec_api
+from .. import publishing, signing, spec as spec_api
 from .._util.fs import human_size
 from ..archives.common import DEFAULT_FORMAT
-from .common import OUT, RichReporter, app, print_json
+from .common import OUT, RichReporter, app, print_json, say
 from .options import (
     DEFAULT_SPEC,
     AllowMissingOpt,
@@ -26,6 +29,7 @@ from .options import (
     OutputDirOpt,
     PublishDependenciesOpt,
     PublishDerivedOpt,
+    SignKeyOpt,
     SpecArg,
     TagOpt,
 )
@@ -55,6 +59,7 @@ def publish(
     level: LevelOpt = None,
     tag_outputs: TagOpt = False,
     compile_bytecode: BytecodeOpt = False,
+    sign_key: SignKeyOpt = None,
     force: ForceOpt = False,
     dry_run: DryRunOpt = False,
     json_output: JsonOpt = False,
@@ -79,10 +84,75 @@ def publish(
         force=force,
         dry_run=dry_run,
         compile_bytecode=compile_bytecode,
+        sign_key=load_sign_key(sign_key),
     )
     with RichReporter(bytes_mode=True) as reporter:
         outputs = publishing.publish_stack(stack, options, reporter)
     render_outputs(outputs, json_output)
+
+
+@app.command("sign")
+def sign_command(
+    output_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="OUTPUT_DIR",
+            file_okay=False,
+            help="A published output directory (the one holding __venvstacks__/).",
+        ),
+    ],
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            metavar="KEY",
+            dir_okay=False,
+            help="The OpenSSH private key to sign with (ed25519, ecdsa or rsa).",
+        ),
+    ],
+    json_output: JsonOpt = False,
+) -> None:
+    """Sign an existing publish: write `__venvstacks__/venvstacks.json.sig`.
+
+    The signing key can live on another machine than the build: copy the output
+    directory there (or just its `__venvstacks__/venvstacks.json`), sign, and copy the
+    `.sig` file back. Targets check it with `deploy --trusted-keys`.
+    """
+    loaded = load_sign_key(key)
+    assert loaded is not None
+    signed = publishing.sign_stack(output_dir.absolute(), loaded)
+    if json_output:
+        print_json(
+            {
+                "signature": str(signed.signature),
+                "key_type": signed.key_type,
+                "fingerprint": signed.fingerprint,
+                "allowed_signers_line": signed.allowed_signers_line,
+            }
+        )
+        return
+    say(f"signed {signed.signature} ({signed.key_type} {signed.fingerprint})")
+    say(f"trust it on targets with this allowed_signers line: {signed.allowed_signers_line}")
+
+
+def load_sign_key(path: Path | None) -> signing.SigningKey | None:
+    """The signing key at `path`, asking for its passphrase when one is needed.
+
+    The passphrase comes from $VENVLAYERS_SIGN_PASSPHRASE, else from a prompt when
+    stdin is a terminal; loaded before any work starts, so a wrong one fails at once.
+    """
+    if path is None:
+        return None
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    try:
+        return signing.load_signing_key(path, passphrase)
+    except signing.SignatureError as exc:
+        if exc.problem != signing.SignatureProblem.PASSPHRASE_REQUIRED or not sys.stdin.isatty():
+            raise
+    return signing.load_signing_key(path, getpass.getpass(f"passphrase for {path}: "))
+
+
+PASSPHRASE_ENV = "VENVLAYERS_SIGN_PASSPHRASE"
 
 
 @app.command("local-export")

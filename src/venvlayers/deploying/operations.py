@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,8 @@ from .commit import apply_transaction, prune_manifests, recover
 from .extract import extractor
 from .inspection import AppStatus, LayerStatus, TargetStatus, status
 from .run import AppCommand, app_command, app_environment, run_app
-from .source import PublishedLayer, StackSource, select_published
+from .source import PublishedLayer, PublishedStack, StackSource, select_published
+from .trust import SignedBy, TrustCheck, TrustedKeys, check_signature
 
 __all__ = [
     "AppCommand",
@@ -100,6 +101,8 @@ class DeployResult:
     layers: tuple[LayerResult, ...]
     removed: tuple[DeployName, ...]
     seconds: float
+    signed_by: SignedBy | None = None
+    """Who signed the stack, when the target requires signatures."""
 
     @property
     def changed(self) -> tuple[LayerResult, ...]:
@@ -120,6 +123,7 @@ def deploy(
     apps: Sequence[str] = (),
     platform: str | TargetPlatform | None = None,
     force: bool = False,
+    trusted_keys: Path | None = None,
     lock_timeout: float | None = None,
     reporter: Reporter = NULL_REPORTER,
 ) -> DeployResult:
@@ -128,23 +132,29 @@ def deploy(
     `apps` names what to deploy (an app's short name, or a layer's build name or
     install target); with none, every layer published for `platform` (default: this
     machine's) is. Layers whose deployed archive has the same sha256 are left alone
-    unless `force`. `lock_timeout` bounds the wait for another deploy into `target`
-    (None: wait as long as it takes). Raises `DeployError` or `ArchiveError`; the
-    target is then as before (see the module docstring for interruptions).
+    unless `force`. `trusted_keys` (an allowed_signers file) makes the target accept
+    only stacks signed by one of its keys, from now on (see `trust`). `lock_timeout`
+    bounds the wait for another deploy into `target` (None: wait as long as it
+    takes). Raises `DeployError`, `SignatureError` or `ArchiveError`; the target is
+    then as before (see the module docstring for interruptions).
     """
     started = time.monotonic()
     src = StackSource.parse(source)
     plat = _target_platform(platform)
     helper_python = _postinstall_python(plat)
-    selection = select_published(src.load(), apps, plat)
     target = Path(target).absolute()
     if target.exists() and not target.is_dir():
         raise DeployError(f"cannot deploy into {target}: it is not a directory")
+    new_trust = TrustedKeys.load(trusted_keys) if trusted_keys is not None else None
+    early = _read_state_unlocked(target)
+    published = src.load()
+    # no hash in the metadata is trusted before its signature is checked
+    trust = _check_trust(published, new_trust, early)
+    selection = select_published(published, apps, plat)
 
     # Phase 1: refuse a damaged local archive before the target is even created.
     verified: set[str] = set()
     if src.is_local:
-        early = _read_state_unlocked(target)
         for layer in _to_install(selection.layers, early, target, force):
             _verify_local(src, layer)
             verified.add(layer.archive_sha256)
@@ -155,6 +165,8 @@ def deploy(
         raise DeployError(f"cannot create {target}: {exc.strerror}") from None
     with st.target_lock(target, timeout=lock_timeout, waiting=reporter.note):
         state = recover(target, st.read_state(target) or st.DeployState(), reporter)
+        if new_trust is None and state.trust != trust.keys:  # changed by another deploy
+            trust = _check_trust(published, None, state)
         if state.platform and state.layers and state.platform != str(plat):
             raise DeployError(
                 f"{target} holds a {state.platform} deployment; deploy {plat} layers elsewhere"
@@ -163,7 +175,17 @@ def deploy(
         existed = {x.install_target for x in todo if os.path.lexists(target / x.install_target)}
         times: dict[str, float] = {}
         state = _prepare_and_record(
-            src, selection, state, todo, target, plat, helper_python, verified, times, reporter
+            src,
+            selection,
+            trust,
+            state,
+            todo,
+            target,
+            plat,
+            helper_python,
+            verified,
+            times,
+            reporter,
         )
         assert state.transaction is not None
         txn = state.transaction
@@ -176,9 +198,25 @@ def deploy(
         _layer_result(layer, state, todo, times, existed=layer.install_target in existed)
         for layer in selection.layers
     )
-    return DeployResult(
-        target, plat, src.text, results, txn.remove, round(time.monotonic() - started, 3)
+    seconds = round(time.monotonic() - started, 3)
+    return DeployResult(target, plat, src.text, results, txn.remove, seconds, trust.signed_by)
+
+
+def _check_trust(
+    published: PublishedStack, new: TrustedKeys | None, state: st.DeployState | None
+) -> TrustCheck:
+    """The keys to require (given, else the target's own) and who signed, if any are."""
+    keys = new if new is not None else (state.trust if state is not None else None)
+    if keys is None:
+        return TrustCheck()
+    signed_by = check_signature(
+        published.raw,
+        published.signature,
+        keys,
+        metadata_name=published.where,
+        signature_name=published.signature_where,
     )
+    return TrustCheck(keys, signed_by)
 
 
 def _target_platform(platform: str | TargetPlatform | None) -> TargetPlatform:
@@ -243,6 +281,7 @@ def _verify_local(src: StackSource, layer: PublishedLayer) -> Path:
 def _prepare_and_record(
     src: StackSource,
     selection: Selection[PublishedLayer],
+    trust: TrustCheck,
     state: st.DeployState,
     todo: Sequence[PublishedLayer],
     target: Path,
@@ -260,7 +299,7 @@ def _prepare_and_record(
         staging.mkdir()
         archives = _fetch_archives(src, todo, verified, downloads, reporter)
         records = _stage_layers(todo, archives, staging, target, helper_python, times, reporter)
-        txn = _plan(state, selection, records, staging.name, platform, src)
+        txn = _plan(state, selection, records, staging.name, platform, src, trust)
         return st.write_state(target, _with_transaction(state, txn))
     except BaseException:
         st.remove_quietly(staging)
@@ -483,6 +522,7 @@ def _plan(
     staging: str,
     platform: TargetPlatform,
     src: StackSource,
+    trust: TrustCheck,
 ) -> st.Transaction:
     new_roots = {str(layer.layer_name): layer.install_target for layer in selection.matched}
     roots = new_roots if selection.full else {**state.roots, **new_roots}
@@ -500,17 +540,13 @@ def _plan(
         roots=roots,
         platform=str(platform),
         source=src.text,
+        trust=trust.keys,
+        signed_by=trust.signed_by,
     )
 
 
 def _with_transaction(state: st.DeployState, txn: st.Transaction) -> st.DeployState:
-    return st.DeployState(
-        platform=state.platform,
-        source=state.source,
-        roots=state.roots,
-        layers=state.layers,
-        transaction=txn,
-    )
+    return replace(state, transaction=txn)
 
 
 def _layer_result(
@@ -563,6 +599,8 @@ def remove(
             roots=roots,
             platform=state.platform or "",
             source=state.source,
+            trust=state.trust,
+            signed_by=state.signed_by,
         )
         state = st.write_state(target, _with_transaction(state, txn))
         apply_transaction(target, state, reporter)

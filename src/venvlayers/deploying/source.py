@@ -14,10 +14,11 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from ..archives.common import ArchiveFormat
 from ..errors import DeployError
+from ..layout import MANIFEST, METADATA_DIR, METADATA_PATH, SIGNATURE_PATH
 from ..names import BuildName, DeployName, LayerCategory
 from ..platforms import TargetPlatform
 from ..progress import Reporter
@@ -31,11 +32,6 @@ __all__ = [
     "select_published",
 ]
 
-# The names `metadata.py` writes (venvstacks' own), repeated here so that deploying and
-# running do not import the build machinery behind `metadata`.
-METADATA_DIR = "__venvstacks__"
-MANIFEST = "venvstacks.json"
-METADATA_PATH = f"{METADATA_DIR}/{MANIFEST}"
 _MAX_METADATA = 64 << 20  # a manifest of thousands of layers is still far smaller
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_PROBLEMS = 5
@@ -98,6 +94,11 @@ class PublishedStack:
 
     where: str
     layers: tuple[PublishedLayer, ...]
+    raw: bytes = field(default=b"", repr=False)
+    """The exact bytes of `venvstacks.json`, which a signature covers."""
+    signature: bytes | None = field(default=None, repr=False)
+    """`venvstacks.json.sig` beside it, if there is one."""
+    signature_where: str = ""
 
 
 # -- sources ----------------------------------------------------------------------------
@@ -157,15 +158,19 @@ class StackSource:
             except OSError as exc:
                 raise DeployError(f"cannot read {path}: {exc.strerror}") from None
             where = str(path)
+            sig_where = str(self.directory / SIGNATURE_PATH)
+            signature = _read_if_present(self.directory / SIGNATURE_PATH)
         else:
             assert self.base_url is not None
             where = f"{self.base_url}/{METADATA_PATH}"
             raw = _fetch_small(where)
+            sig_where = f"{self.base_url}/{SIGNATURE_PATH}"
+            signature = _fetch_small(sig_where, missing_ok=True)
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DeployError(f"{where}: not valid JSON ({exc})") from None
-        return PublishedStack(where, parse_layers(data, where))
+        return PublishedStack(where, parse_layers(data, where), raw, signature, sig_where)
 
     def local_archive(self, layer: PublishedLayer) -> Path:
         assert self.directory is not None
@@ -192,8 +197,24 @@ class StackSource:
         )
 
 
-def _fetch_small(url: str) -> bytes:
-    """The whole (small) file at `url`: metadata, whose hash nothing records."""
+def _read_if_present(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DeployError(f"cannot read {path}: {exc.strerror}") from None
+
+
+@overload
+def _fetch_small(url: str) -> bytes: ...
+@overload
+def _fetch_small(url: str, *, missing_ok: bool) -> bytes | None: ...
+def _fetch_small(url: str, *, missing_ok: bool = False) -> bytes | None:
+    """The whole (small) file at `url`: metadata, whose hash nothing records.
+
+    With `missing_ok`, None when the server says it has no such file (404/410).
+    """
     # network modules only for remote sources: `venvlayers run` imports this module
     import http.client
     import urllib.error
@@ -208,6 +229,8 @@ def _fetch_small(url: str) -> bytes:
         with urllib.request.urlopen(request, timeout=seconds) as response:
             data: bytes = response.read(_MAX_METADATA + 1)
     except urllib.error.HTTPError as exc:
+        if missing_ok and exc.code in (404, 410):
+            return None
         raise DeployError(f"cannot read {url}: HTTP {exc.code} {exc.reason} ({hint})") from None
     except urllib.error.URLError as exc:
         raise DeployError(f"cannot read {url}: {_reason(exc.reason)}") from None

@@ -14,10 +14,12 @@ if TYPE_CHECKING:
         export_stack as export_stack,
         publish_stack as publish_stack,
     )
+    from .sign import SignedStack as SignedStack, sign_stack as sign_stack
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
+        "sign": "SignedStack sign_stack",
         "publish": "ExportOptions LayerOutput PublishOptions export_stack publish_stack",
     },
 )

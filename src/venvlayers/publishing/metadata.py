@@ -21,6 +21,7 @@ from typing import Any
 
 from .._util.fs import format_json, write_atomic
 from ..errors import PublishError
+from ..layout import ENV_METADATA_DIR, MANIFEST, METADATA_DIR
 from ..names import LayerCategory
 from ..planning.plan import LayerPlan
 from ..spec.appmodules import modules_hash
@@ -37,9 +38,6 @@ __all__ = [
     "schema",
 ]
 
-METADATA_DIR = "__venvstacks__"
-MANIFEST = "venvstacks.json"
-ENV_METADATA_DIR = "env_metadata"
 
 ARCHIVE_FIELDS = (
     "archive_build",

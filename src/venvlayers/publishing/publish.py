@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import signing
 from .._util.fs import remove_tree
 from .._util.proc import clean_env, run
 from ..archives.archive import (
@@ -31,12 +32,13 @@ from ..archives.archive import (
     write_archive,
 )
 from ..errors import PublishError
-from ..layout import POSTINSTALL
+from ..layout import METADATA_PATH, POSTINSTALL, SIGNATURE_PATH
 from ..names import BuildName, DeployName
 from ..planning.plan import LayerPlan, plan_selected, read_stamp
 from ..progress import NULL_REPORTER, Reporter
 from ..spec.stack import StackSpec
 from .metadata import ARCHIVE_FIELDS, MetadataDir, clamp_time, layer_metadata
+from .sign import sign_stack
 
 __all__ = [
     "ExportOptions",
@@ -64,6 +66,7 @@ class PublishOptions:
     force: bool = False
     dry_run: bool = False
     compile_bytecode: bool = False
+    sign_key: signing.SigningKey | None = None  # sign venvstacks.json (see `sign`)
     jobs: int = 0
 
 
@@ -167,18 +170,47 @@ def publish_stack(
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         outputs = list(pool.map(one, plans))
     if not options.dry_run:
-        _write_manifest(stack, meta_dir)
+        changed = _write_manifest(stack, meta_dir)
+        _sign_or_drop_stale(output_dir, options.sign_key, changed, reporter)
     return outputs
 
 
-def _write_manifest(stack: StackSpec, meta_dir: MetadataDir) -> None:
-    """Every layer of the stack that has metadata: a partial publish keeps the others."""
+def _write_manifest(stack: StackSpec, meta_dir: MetadataDir) -> bool:
+    """Every layer of the stack that has metadata: a partial publish keeps the others.
+
+    Returns whether the file's bytes changed.
+    """
     entries = []
     for layer in stack.layers():
         data = meta_dir.read_layer(layer.build_name)
         if data is not None:
             entries.append((layer.category, data))
+    try:
+        before = meta_dir.manifest.read_bytes()
+    except OSError:
+        before = None
     meta_dir.write_manifest(entries)
+    return meta_dir.manifest.read_bytes() != before
+
+
+def _sign_or_drop_stale(
+    output_dir: Path, key: signing.SigningKey | None, changed: bool, reporter: Reporter
+) -> None:
+    """Sign the new metadata, or remove a signature it no longer matches.
+
+    Without a key, a signature over unchanged metadata stays: it is still valid.
+    """
+    if key is not None:
+        signed = sign_stack(output_dir, key)
+        reporter.note(f"signed {METADATA_PATH} with {signed.key_type} {signed.fingerprint}")
+        return
+    stale = output_dir / SIGNATURE_PATH
+    if changed and stale.exists():
+        stale.unlink()
+        reporter.note(
+            f"removed {SIGNATURE_PATH}: it signed the previous metadata; sign again with "
+            "`venvlayers sign` or publish with --sign-key"
+        )
 
 
 def _archive_name(deploy: str, platform: str, build: int, fmt: ArchiveFormat, tag: bool) -> str:

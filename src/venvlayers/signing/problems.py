@@ -13,6 +13,8 @@ class SignatureProblem(StrEnum):
     """Why a signature, key or allowed_signers file was refused."""
 
     # the signature file itself
+    UNSIGNED = "unsigned"
+    """There is no signature where one is required."""
     MALFORMED = "malformed"
     """No signature, garbage, or a truncated armor or wire structure."""
     UNSUPPORTED = "unsupported"
