@@ -478,7 +478,13 @@ class HttpClient:
                 reply = _reply(response, b"")
                 raise self.status_error(reply, f"download {redact(url)}", hint)
             if response.status_code == 206 and offset:
-                _check_content_range(response, offset, size, self.error, url)
+                try:
+                    _check_content_range(response, offset, size, self.error, url)
+                except _Retry:
+                    partial.unlink(missing_ok=True)  # do not splice unknown bytes: restart
+                    reporter.advance(key, -offset)
+                    counts.kept = 0
+                    raise
                 mode = "ab"
             else:
                 if offset:  # Range ignored: the whole file is coming again
@@ -742,7 +748,7 @@ def _check_content_range(
         raise _Retry(f"a resumed download came without a valid Content-Range ({header!r})")
     start, end, total = int(match[1]), int(match[2]), match[3]
     if start != offset or end < start:
-        raise _Retry(f"asked for bytes from {offset}, the server sent {header!r}")
+        raise _Retry(f"asked for bytes from {offset}, the server sent Content-Range {header!r}")
     if size is not None and ((total != "*" and int(total) != size) or end != size - 1):
         raise error(
             f"download of {redact(url)} has the wrong size: the server says {header!r}, "
