@@ -230,7 +230,9 @@ class TokenServer:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
         self.realm = f"http://127.0.0.1:{self.port}/token"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def sign(self, claims: dict[str, object]) -> str:
@@ -365,7 +367,9 @@ class CountingProxy:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def ref(self, repository: str, tag: str = "v1") -> str:
@@ -503,7 +507,9 @@ class BlobServer:
         self.requests: list[dict[str, str]] = []
         self.server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), self._handler())
         self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:

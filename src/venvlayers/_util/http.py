@@ -362,13 +362,16 @@ class HttpClient:
         reporter: Reporter = NULL_REPORTER,
         key: str | None = None,
         label: str | None = None,
+        what: str | None = None,
         hint: str = "",
     ) -> Download:
         """Fetch `url` into `dest`, verified against `sha256` (hex) and `size`.
 
         `dest` appears only complete and verified; meanwhile the bytes sit in
         `dest.partial`, which a later call resumes from (unless `resume=False`).
+        `what` names the download in errors (default: the URL without its query).
         """
+        what = what or redact(url)
         partial = dest.with_name(dest.name + ".partial")
         key = key or f"download:{dest.name}"
         tail = f" ({hint})" if hint else ""
@@ -397,14 +400,13 @@ class HttpClient:
                             auth,
                             reporter,
                             key,
+                            what,
                             hint,
                             counts,
                         )
                     except _Retry as exc:
                         if counts.attempts > self.retries:
-                            raise self.error(
-                                f"download of {redact(url)} failed: {exc}{tail}"
-                            ) from None
+                            raise self.error(f"download of {what} failed: {exc}{tail}") from None
                         self._sleep(counts.attempts, exc.retry_after)
                         continue
                 total = _partial_size(partial)
@@ -412,7 +414,7 @@ class HttpClient:
                     # the body ended early without a transport error: resume it
                     if counts.attempts > self.retries:
                         raise self.error(
-                            f"download of {redact(url)} is truncated: {total} of {size} bytes{tail}"
+                            f"download of {what} is truncated: {total} of {size} bytes{tail}"
                         )
                     continue
                 actual = digest.hexdigest()
@@ -425,7 +427,7 @@ class HttpClient:
                         reporter.advance(key, -total)
                         continue
                     raise self.error(
-                        f"download of {redact(url)} does not match its sha256 "
+                        f"download of {what} does not match its sha256 "
                         f"(got {actual}, {total} bytes, expected {sha256}){tail}"
                     )
                 _fsync(partial)
@@ -456,6 +458,7 @@ class HttpClient:
         auth: AuthHook | None,
         reporter: Reporter,
         key: str,
+        what: str,
         hint: str,
         counts: _Counts,
     ) -> hashlib._Hash:
@@ -476,10 +479,10 @@ class HttpClient:
                 raise _Retry("the server refused to resume (HTTP 416)")
             if response.status_code not in (200, 206):
                 reply = _reply(response, b"")
-                raise self.status_error(reply, f"download {redact(url)}", hint)
+                raise self.status_error(reply, f"download {what}", hint)
             if response.status_code == 206 and offset:
                 try:
-                    _check_content_range(response, offset, size, self.error, url)
+                    _check_content_range(response, offset, size, self.error, what)
                 except _Retry:
                     partial.unlink(missing_ok=True)  # do not splice unknown bytes: restart
                     reporter.advance(key, -offset)
@@ -496,7 +499,7 @@ class HttpClient:
                 announced = response.headers.get("Content-Length", "")
                 if size is not None and announced.isdigit() and int(announced) != size:
                     raise self.error(
-                        f"download of {redact(url)} has the wrong size: the server "
+                        f"download of {what} has the wrong size: the server "
                         f"announces {announced} bytes, expected {size}{tail}"
                     )
             written = offset
@@ -508,7 +511,7 @@ class HttpClient:
                             f.close()
                             partial.unlink(missing_ok=True)
                             raise self.error(
-                                f"download of {redact(url)} is oversized: more than the "
+                                f"download of {what} is oversized: more than the "
                                 f"expected {size} bytes{tail}"
                             )
                         f.write(chunk)
@@ -740,7 +743,7 @@ def _check_content_range(
     offset: int,
     size: int | None,
     error: type[VenvLayersError],
-    url: str,
+    what: str,
 ) -> None:
     header = response.headers.get("Content-Range", "")
     match = _CONTENT_RANGE.match(header.strip())
@@ -751,7 +754,7 @@ def _check_content_range(
         raise _Retry(f"asked for bytes from {offset}, the server sent Content-Range {header!r}")
     if size is not None and ((total != "*" and int(total) != size) or end != size - 1):
         raise error(
-            f"download of {redact(url)} has the wrong size: the server says {header!r}, "
+            f"download of {what} has the wrong size: the server says {header!r}, "
             f"expected {size} bytes"
         )
 

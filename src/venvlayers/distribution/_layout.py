@@ -237,7 +237,7 @@ class RemoteLayout(LayoutReader):
             reporter=reporter,
             key=f"download:{blob.name}",
             label=f"download {blob.name}",
-            hint=f"{blob.name} from {self.where}",
+            what=f"{blob.name} from {self.where}",
         )
 
 

@@ -150,7 +150,7 @@ class RegistryClient:
             reporter=reporter,
             key=f"download:{blob.name}",
             label=f"download {blob.name}",
-            hint=f"{blob.name} from {self.where}",
+            what=f"{blob.name} from {self.where}",
         )
 
     def mount_blob(self, blob: Blob, source_repository: str) -> str | None:
