@@ -180,7 +180,7 @@ def test_moving_a_tag_needs_force(registry: Registry, tmp_path: Path) -> None:
     ref = registry.ref("moving/stack")
     first = push(stack(tmp_path, "a", "move-a"), ref, options=FAST)
     other = stack(tmp_path, "b", "move-b")
-    with pytest.raises(DistributionError, match="already names another stack .*--force"):
+    with pytest.raises(DistributionError, match=r"already names another stack .*--force"):
         push(other, ref, options=FAST)
     moved = push(other, ref, force=True, options=FAST)
     assert moved.previous == first.digest and moved.digest != first.digest
@@ -249,7 +249,7 @@ def test_a_swapped_config_is_refused(registry: Registry, tmp_path: Path) -> None
     config.write_bytes(metadata.replace(b"app-two", b"app-xyz"))
     with (
         open_stack(registry.ref("swapped/stack"), FAST) as reader,
-        pytest.raises(DistributionError, match="venvstacks.json does not match its digest"),
+        pytest.raises(DistributionError, match=r"venvstacks\.json does not match its digest"),
     ):
         reader.resolve()
 
@@ -260,11 +260,13 @@ def test_an_archive_that_does_not_match_its_metadata_is_not_pushed(
     out = stack(tmp_path, "out", "mismatch")
     archive = out / "app-two.tar.zst"
     archive.write_bytes(bytes(archive.stat().st_size))  # same size, other bytes
-    with pytest.raises(DistributionError, match="app-two.tar.zst does not match the sha256"):
+    with pytest.raises(DistributionError, match=r"app-two\.tar\.zst does not match the sha256"):
         push(out, registry.ref("mismatch/stack"), options=FAST)
-    with open_stack(registry.ref("mismatch/stack"), FAST) as reader:
-        with pytest.raises(DistributionError, match="does not exist"):
-            reader.resolve()
+    with (
+        open_stack(registry.ref("mismatch/stack"), FAST) as reader,
+        pytest.raises(DistributionError, match="does not exist"),
+    ):
+        reader.resolve()
 
 
 def test_several_platforms_make_one_index(registry: Registry, tmp_path: Path) -> None:
