@@ -225,6 +225,8 @@ class TokenServer:
         self.bundle = tmp / "token-cert.pem"
         self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self.lifetime = 300.0
+        self.announced: float | None = None
+        """`expires_in` to claim, when it should differ from the real `lifetime`."""
         self.issued: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -267,7 +269,8 @@ class TokenServer:
         }
         with self.lock:
             self.issued.append((account, scopes))
-        return {"token": self.sign(claims), "expires_in": int(self.lifetime), "issued_at": ""}
+        claimed = int(self.announced if self.announced is not None else self.lifetime)
+        return {"token": self.sign(claims), "expires_in": claimed}
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         owner = self

@@ -20,7 +20,7 @@ from .._deploy_source import MANIFEST, METADATA_DIR
 from .._fs import remove_tree, write_atomic
 from .._progress import NULL_REPORTER, Reporter
 from ..errors import DistributionError
-from ._artifact import METADATA_PATH, Blob
+from ._artifact import METADATA_PATH, Blob, digest_of
 from ._parallel import each
 from ._reader import open_stack
 from ._reference import Reference
@@ -58,6 +58,10 @@ def pull(
         distinct = list({b.digest: b for b in files.values()}.values())
         distinct.sort(key=lambda b: -b.size)
 
+        # read while resolving (and verified): no need to fetch them again
+        in_memory = {digest_of(s.metadata): s.metadata for s in stacks}
+        in_memory.update({digest_of(s.signature): s.signature for s in stacks if s.signature})
+
         def get(blob: Blob) -> BlobTransfer:
             dest = blobs_dir / blob.hex
             if dest.exists() and _matches(dest, blob):
@@ -66,6 +70,9 @@ def pull(
             if previous is not None and _matches(previous, blob):
                 _link(previous, dest)
                 return BlobTransfer(blob.name, blob.digest, blob.size, "reused")
+            if blob.digest in in_memory:
+                write_atomic(dest, in_memory[blob.digest])
+                return BlobTransfer(blob.name, blob.digest, blob.size, "downloaded", blob.size)
             done = reader.fetch(blob, dest, reporter)
             return BlobTransfer(blob.name, blob.digest, blob.size, done.action, done.bytes)
 
