@@ -334,6 +334,10 @@ def parse_index(body: bytes, where: str) -> tuple[IndexEntry, ...]:
         descriptor = _descriptor(entry, label)
         annotations = entry.get("annotations") if isinstance(entry, dict) else None
         platform = annotations.get(PLATFORM_KEY) if isinstance(annotations, dict) else None
+        if not isinstance(platform, str):
+            # tools that rewrite indexes (skopeo 1.9 does, even with --preserve-digests)
+            # drop our annotations: fall back on the OCI platform
+            platform = _from_oci_platform(entry.get("platform"))
         result.append(
             IndexEntry(
                 descriptor.digest,
@@ -343,6 +347,13 @@ def parse_index(body: bytes, where: str) -> tuple[IndexEntry, ...]:
             )
         )
     return tuple(result)
+
+
+def _from_oci_platform(value: object) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    wanted = (value.get("os"), value.get("architecture"))
+    return next((ours for ours, oci in OCI_PLATFORMS.items() if oci == wanted), None)
 
 
 def parse_manifest(body: bytes, digest: str, where: str) -> PlatformManifest:
