@@ -11,6 +11,7 @@ import pytest
 
 from tests.plugins.registry import (
     PASSWORD,
+    REFRESH_TOKEN,
     USER,
     BlobServer,
     CountingProxy,
@@ -173,6 +174,17 @@ def test_token_scopes_cover_the_mount_source(token_registry: Registry, tmp_path:
     assert result.count("mounted") == len(result.blobs)
     scopes = {s for _, asked in token_registry.tokens.issued for s in asked}
     assert {"repository:token/target:pull,push", "repository:token/source:pull"} <= scopes
+
+
+def test_an_identity_token_is_exchanged_for_access_tokens(
+    token_registry: Registry, tmp_path: Path, docker_config: Callable[..., Path]
+) -> None:
+    assert token_registry.tokens is not None
+    docker_config({"auths": {token_registry.host: {"auth": "", "identitytoken": REFRESH_TOKEN}}})
+    out = publish_fake(tmp_path / "out", default_layers("token-identity"))
+    token_registry.tokens.issued.clear()
+    push(out, token_registry.ref("token/identity"), options=FAST)
+    assert {account for account, _ in token_registry.tokens.issued} == {USER}
 
 
 def test_wrong_token_credentials_are_refused(token_registry: Registry, tmp_path: Path) -> None:

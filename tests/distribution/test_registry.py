@@ -342,6 +342,57 @@ def test_the_minimum_chunk_length_is_honoured(
         assert all(s >= 120_000 for s in sizes[:-1])
 
 
+def test_a_failed_chunk_is_resent_from_where_the_registry_stands(
+    registry: Registry, proxy: CountingProxy, tmp_path: Path
+) -> None:
+    out = stack(tmp_path, "out", "chunk-retry", bulk=300_000)
+    patches: list[str] = []
+
+    def third_patch_fails(method: str, path: str) -> int | None:
+        if method == "PATCH":
+            patches.append(path)
+            if len(patches) == 3:
+                return 502
+        return None
+
+    proxy.fail = third_patch_fails
+    push(out, proxy.ref("chunkretry/stack"), options=TransferOptions(max_chunk=100_000))
+    statuses = [h.status for h in proxy.hits if h.method in ("PATCH", "GET")]
+    assert 502 in statuses
+    # after the failure: the upload's status (GET, 204 with its Range), then the chunk again
+    (broken,) = [h.path for h in proxy.hits if h.status == 502]
+    after = [(h.method, h.status) for h in proxy.hits if h.path == broken]
+    failed = after.index(("PATCH", 502))
+    assert after[failed + 1] == ("GET", 204) and after[failed + 2] == ("PATCH", 202)
+    proxy.fail = None
+    pull(proxy.ref("chunkretry/stack"), tmp_path / "mirror", options=FAST)
+    assert tree_files(tmp_path / "mirror") == tree_files(out)
+
+
+def test_push_reports_progress_per_blob(registry: Registry, tmp_path: Path) -> None:
+    from venvlayers._progress import Reporter
+
+    class Recorder(Reporter):
+        def __init__(self) -> None:
+            self.ends: dict[str, str] = {}
+            self.advanced: dict[str, int] = {}
+
+        def advance(self, key: str, amount: int) -> None:
+            self.advanced[key] = self.advanced.get(key, 0) + amount
+
+        def end(self, key: str, status: str = "done") -> None:
+            self.ends[key] = status
+
+    out = stack(tmp_path, "out", "progress")
+    first = Recorder()
+    push(out, registry.ref("progress/one"), reporter=first, options=FAST)
+    assert set(first.ends.values()) == {"done"} and len(first.ends) == 9
+    assert first.advanced["upload:app-one.tar.zst"] == (out / "app-one.tar.zst").stat().st_size
+    second = Recorder()
+    push(out, registry.ref("progress/two"), reporter=second, mount_from="progress/one")
+    assert set(second.ends.values()) == {"mounted"}
+
+
 def test_server_errors_during_a_push_are_retried(
     registry: Registry, proxy: CountingProxy, tmp_path: Path
 ) -> None:

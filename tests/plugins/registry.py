@@ -10,7 +10,8 @@ missing; each test uses its own repository names, so they do not see each other)
 - `token_registry`: Bearer token auth against `TokenServer`, a small token endpoint in
   a thread that signs RS256 JWTs with a key and self-signed certificate made with
   `cryptography` (the registry trusts that certificate). Anonymous users may pull,
-  `alice` may push; `token_registry.tokens.lifetime` shortens the tokens' life.
+  `alice` (or the holder of `REFRESH_TOKEN`, by POST) may push;
+  `token_registry.tokens.lifetime` shortens the tokens' life.
 - `proxy` (function): a `CountingProxy` in front of `registry` that records every
   request (method, path, bytes each way, Authorization) and can misbehave on demand:
   cap request bodies, announce `OCI-Chunk-Min-Length`, redirect blob downloads to a
@@ -46,6 +47,7 @@ import pytest
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 USER, PASSWORD = "alice", "wonderland"
+REFRESH_TOKEN = "alice-refresh-token"
 # distribution accepts tokens this long past their `exp` (clock skew leeway)
 TOKEN_LEEWAY = 60
 
@@ -292,7 +294,24 @@ class TokenServer:
                         self.end_headers()
                         return
                     account = user
-                body = json.dumps(owner.issue(account, query.get("scope", []))).encode()
+                self._reply(owner.issue(account, query.get("scope", [])))
+
+            def do_POST(self) -> None:
+                """The OAuth2 refresh-token grant (`identitytoken` in a docker config)."""
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [
+                    REFRESH_TOKEN
+                ]:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                scopes = " ".join(form.get("scope", [])).split()
+                self._reply(owner.issue(USER, scopes))
+
+            def _reply(self, answer: dict[str, object]) -> None:
+                body = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
