@@ -522,3 +522,20 @@ def test_a_pull_killed_midway_resumes_where_it_stopped(
     assert result.bytes_received <= total - kept
     assert any(h.headers.get("Range") for h in proxy.blob_gets())
     assert not (tmp_path / ".mirror.pull").exists()
+
+
+def test_https_registries_are_verified_against_the_trust_store(
+    tls_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = stack(tmp_path, "out", "tls")
+    with pytest.raises(DistributionError) as caught:
+        push(out, tls_registry.ref("tls/stack"), options=FAST)
+    assert "its TLS certificate is not trusted" in str(caught.value)
+    assert "SSL_CERT_FILE" in str(caught.value)
+    assert tls_registry.ca is not None
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_registry.ca))
+    push(out, tls_registry.ref("tls/stack"), options=FAST)
+    with open_stack(tls_registry.ref("tls/stack"), FAST) as reader:
+        assert reader.store.base().startswith("https://")  # type: ignore[union-attr]
+    pull(tls_registry.ref("tls/stack"), tmp_path / "mirror", options=FAST)
+    assert tree_files(tmp_path / "mirror") == tree_files(out)

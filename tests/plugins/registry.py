@@ -4,6 +4,7 @@ Fixtures (session-scoped servers, skipped cleanly when `/usr/bin/docker-registry
 missing; each test uses its own repository names, so they do not see each other):
 
 - `registry`: anonymous, filesystem storage in a temporary directory, deletes enabled.
+- `tls_registry`: over https, with a self-signed certificate for 127.0.0.1 (`.ca`).
 - `htpasswd_registry`: Basic auth for user `alice` (password `wonderland`); the bcrypt
   file is made by `htpasswd -B` when apache2-utils is installed, else by the C
   library's `crypt` (libxcrypt knows bcrypt).
@@ -35,6 +36,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -68,6 +70,8 @@ class Registry:
     log: Path
     auth: str = "none"
     tokens: TokenServer | None = None
+    ca: Path | None = None
+    """The certificate to trust, when the registry speaks TLS."""
 
     def ref(self, repository: str, tag: str = "v1") -> str:
         return f"oci://{self.host}/{repository}:{tag}"
@@ -78,7 +82,8 @@ class Registry:
         return self.root / f"docker/registry/v2/blobs/sha256/{hexdigest[:2]}/{hexdigest}/data"
 
 
-def _config(root: Path, port: int, auth: str) -> str:
+def _config(root: Path, port: int, auth: str, tls: tuple[Path, Path] | None = None) -> str:
+    tls_block = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
     return f"""\
 version: 0.1
 log:
@@ -96,17 +101,19 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: {secrets.token_hex(16)}
-{auth}"""
+{tls_block}{auth}"""
 
 
-def _start(tmp: Path, auth_config: str = "", auth: str = "none") -> Registry:
+def _start(
+    tmp: Path, auth_config: str = "", auth: str = "none", tls: tuple[Path, Path] | None = None
+) -> Registry:
     if not REGISTRY_BINARY.exists():
         pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
     port = free_port()
     root = tmp / "storage"
     root.mkdir(parents=True)
     config = tmp / "config.yml"
-    config.write_text(_config(root, port, auth_config))
+    config.write_text(_config(root, port, auth_config, tls))
     log = tmp / "registry.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -115,13 +122,19 @@ def _start(tmp: Path, auth_config: str = "", auth: str = "none") -> Registry:
             stderr=subprocess.STDOUT,
             env={"PATH": os.defpath, "HOME": str(tmp)},
         )
-    registry = Registry(f"127.0.0.1:{port}", root, process, log, auth)
+    registry = Registry(f"127.0.0.1:{port}", root, process, log, auth, ca=tls[0] if tls else None)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"docker-registry exited at start:\n{log.read_text()}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            if tls:
+                unverified = ssl._create_unverified_context()
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    "127.0.0.1", port, timeout=2, context=unverified
+                )
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/v2/")
             conn.getresponse().read()
             conn.close()
@@ -144,6 +157,56 @@ def _stop(registry: Registry) -> None:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     server = _start(tmp_path_factory.mktemp("registry"))
+    yield server
+    _stop(server)
+
+
+def self_signed(tmp: Path, name: str, *, ca: bool = False) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key (PEM files in `tmp`)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / f"{name}.pem", tmp / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry over https with a self-signed certificate (`registry.ca`)."""
+    tmp = tmp_path_factory.mktemp("tls-registry")
+    server = _start(tmp, tls=self_signed(tmp, "registry"))
     yield server
     _stop(server)
 

@@ -637,10 +637,28 @@ class HttpClient:
         except httpx.TransportError as exc:
             if isinstance(exc, httpx.UnsupportedProtocol):
                 raise self.error(f"cannot fetch {redact(url)}: {exc}") from None
+            untrusted = _certificate_problem(exc)
+            if untrusted:  # retrying cannot help
+                raise self.error(_untrusted(url, untrusted)) from None
             raise _Retry(_transport_reason(exc, self.timeout)) from None
         if isinstance(body, bytes) and progress is not None:
             progress(len(body))
         return response
+
+    def speaks_tls(self, url: str) -> bool:
+        """Whether the `https://` `url` answers over TLS at all (one GET, no retries).
+
+        False when the handshake fails because the other end is not TLS (a plain http
+        server); an untrusted certificate raises, since falling back would hide it.
+        """
+        try:
+            self._client.get(url).close()
+        except httpx.TransportError as exc:
+            untrusted = _certificate_problem(exc)
+            if untrusted:
+                raise self.error(_untrusted(url, untrusted)) from None
+            return False
+        return True
 
     def _check_redirect(self, source: str, target: str) -> None:
         parsed = httpx.URL(target)
@@ -708,6 +726,25 @@ def _action(method: str, url: str) -> str:
     if method == "DELETE":
         return f"delete {redact(url)}"
     return f"upload to {redact(url)}"
+
+
+def _certificate_problem(exc: BaseException) -> str | None:
+    """The reason of a certificate verification failure behind `exc`, if that is what it is."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _untrusted(url: str, reason: str) -> str:
+    return (
+        f"cannot connect to {redact(url)}: its TLS certificate is not trusted ({reason}); "
+        "add its CA to the system's store or point SSL_CERT_FILE at it"
+    )
 
 
 def _transport_reason(exc: httpx.TransportError, timeout: float) -> str:

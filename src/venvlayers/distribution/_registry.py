@@ -93,11 +93,9 @@ class RegistryClient:
         https = f"https://{self.ref.host}"
         if not (is_loopback(self.ref.hostname) or self.http.insecure):
             return https
-        try:
-            self.http.request("GET", f"{https}/v2/", retry=False, max_size=1 << 16)
-        except DistributionError:
-            return f"http://{self.ref.host}"  # no TLS there: plain http is allowed here
-        return https
+        if self.http.speaks_tls(f"{https}/v2/"):
+            return https
+        return f"http://{self.ref.host}"  # no TLS there, and plain http is allowed here
 
     def _url(self, kind: str, reference: str = "") -> str:
         return f"{self.base()}/v2/{self.ref.repository}/{kind}/{reference}"
