@@ -22,7 +22,7 @@ from venvlayers.distribution import (
     is_reference,
     parse_reference,
 )
-from venvlayers.distribution._artifact import (
+from venvlayers.distribution.artifact import (
     check_against_metadata,
     check_names,
     digest_of,

@@ -20,7 +20,7 @@ from tests.plugins.registry import (
 )
 from tests.support.published import default_layers, publish_fake, tree_files
 from venvlayers.distribution import Credentials, TransferOptions, find_credentials, pull, push
-from venvlayers.distribution._auth import parse_challenge
+from venvlayers.distribution.auth import parse_challenge
 from venvlayers.errors import DistributionError
 
 FAST = TransferOptions(backoff=0.01, retries=2)

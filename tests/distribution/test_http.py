@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers._progress import Reporter
 from venvlayers._util.http import FileSlice, HttpClient, Reply, download_timeout, redact
 from venvlayers.errors import TransferError
+from venvlayers.progress import Reporter
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -16,7 +16,7 @@ import pytest
 from tests.plugins.registry import Registry
 from tests.support.published import archives, default_layers, publish_fake, tree_files
 from venvlayers.distribution import INDEX_TYPE, TransferOptions, open_stack, pull, push
-from venvlayers.distribution._artifact import OCI_PLATFORMS
+from venvlayers.distribution.artifact import OCI_PLATFORMS
 from venvlayers.errors import DistributionError
 from venvlayers.platforms import build_platform
 

@@ -31,6 +31,7 @@ from venvlayers.distribution import (
 )
 from venvlayers.errors import DistributionError
 from venvlayers.platforms import build_platform
+from venvlayers.progress import Reporter
 
 FAST = TransferOptions(backoff=0.01, retries=2)
 SIGNATURE = b"-----BEGIN SSH SIGNATURE-----\nnot checked here\n-----END SSH SIGNATURE-----\n"
@@ -370,8 +371,6 @@ def test_a_failed_chunk_is_resent_from_where_the_registry_stands(
 
 
 def test_push_reports_progress_per_blob(registry: Registry, tmp_path: Path) -> None:
-    from venvlayers._progress import Reporter
-
     class Recorder(Reporter):
         def __init__(self) -> None:
             self.ends: dict[str, str] = {}

@@ -60,10 +60,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import certifi
 import httpx
 
-from .._progress import NULL_REPORTER, Reporter
 from ..errors import TransferError, VenvLayersError
+from ..progress import NULL_REPORTER, Reporter
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -684,9 +685,7 @@ def _ssl_context() -> ssl.SSLContext:
     """The system's trust store (SSL_CERT_FILE/DIR honoured), else certifi's bundle."""
     context = ssl.create_default_context()
     if not context.cert_store_stats().get("x509_ca") and not context.get_ca_certs():
-        with contextlib.suppress(ImportError, OSError):
-            import certifi
-
+        with contextlib.suppress(OSError):
             context.load_verify_locations(certifi.where())
     return context
 

@@ -18,68 +18,99 @@ shape and media types are documented in docs/distribution.md; errors are
 
 from __future__ import annotations
 
-from ._artifact import (
-    ARTIFACT_TYPE,
-    CONFIG_TYPE,
-    ENV_METADATA_TYPE,
-    INDEX_TYPE,
-    LAYER_TYPES,
-    MANIFEST_TYPE,
-    METADATA_TYPE,
-    SIGNATURE_TYPE,
-    Artifact,
-    Blob,
-    PlatformManifest,
-    build_artifact,
-)
-from ._auth import Credentials, find_credentials
-from ._pull import pull
-from ._push import push
-from ._reader import StackReader, open_stack
-from ._reference import (
-    LayoutReference,
-    Reference,
-    RegistryReference,
-    is_reference,
-    parse_reference,
-)
-from ._results import (
-    BlobTransfer,
-    Fetched,
-    PullResult,
-    PushResult,
-    ResolvedStack,
-    TransferOptions,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "ARTIFACT_TYPE",
-    "CONFIG_TYPE",
-    "ENV_METADATA_TYPE",
-    "INDEX_TYPE",
-    "LAYER_TYPES",
-    "MANIFEST_TYPE",
-    "METADATA_TYPE",
-    "SIGNATURE_TYPE",
-    "Artifact",
-    "Blob",
-    "BlobTransfer",
-    "Credentials",
-    "Fetched",
-    "LayoutReference",
-    "PlatformManifest",
-    "PullResult",
-    "PushResult",
-    "Reference",
-    "RegistryReference",
-    "ResolvedStack",
-    "StackReader",
-    "TransferOptions",
-    "build_artifact",
-    "find_credentials",
-    "is_reference",
-    "open_stack",
-    "parse_reference",
-    "pull",
-    "push",
-]
+from .._util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .artifact import (
+        ARTIFACT_TYPE as ARTIFACT_TYPE,
+    )
+    from .artifact import (
+        CONFIG_TYPE as CONFIG_TYPE,
+    )
+    from .artifact import (
+        ENV_METADATA_TYPE as ENV_METADATA_TYPE,
+    )
+    from .artifact import (
+        INDEX_TYPE as INDEX_TYPE,
+    )
+    from .artifact import (
+        LAYER_TYPES as LAYER_TYPES,
+    )
+    from .artifact import (
+        MANIFEST_TYPE as MANIFEST_TYPE,
+    )
+    from .artifact import (
+        METADATA_TYPE as METADATA_TYPE,
+    )
+    from .artifact import (
+        SIGNATURE_TYPE as SIGNATURE_TYPE,
+    )
+    from .artifact import (
+        Artifact as Artifact,
+    )
+    from .artifact import (
+        Blob as Blob,
+    )
+    from .artifact import (
+        PlatformManifest as PlatformManifest,
+    )
+    from .artifact import (
+        build_artifact as build_artifact,
+    )
+    from .auth import Credentials as Credentials
+    from .auth import find_credentials as find_credentials
+    from .pulling import pull as pull
+    from .pushing import push as push
+    from .reader import StackReader as StackReader
+    from .reader import open_stack as open_stack
+    from .reference import (
+        LayoutReference as LayoutReference,
+    )
+    from .reference import (
+        Reference as Reference,
+    )
+    from .reference import (
+        RegistryReference as RegistryReference,
+    )
+    from .reference import (
+        is_reference as is_reference,
+    )
+    from .reference import (
+        parse_reference as parse_reference,
+    )
+    from .results import (
+        BlobTransfer as BlobTransfer,
+    )
+    from .results import (
+        Fetched as Fetched,
+    )
+    from .results import (
+        PullResult as PullResult,
+    )
+    from .results import (
+        PushResult as PushResult,
+    )
+    from .results import (
+        ResolvedStack as ResolvedStack,
+    )
+    from .results import (
+        TransferOptions as TransferOptions,
+    )
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "artifact": (
+            "ARTIFACT_TYPE CONFIG_TYPE ENV_METADATA_TYPE INDEX_TYPE LAYER_TYPES MANIFEST_TYPE "
+            "METADATA_TYPE SIGNATURE_TYPE Artifact Blob PlatformManifest build_artifact"
+        ),
+        "auth": "Credentials find_credentials",
+        "pulling": "pull",
+        "pushing": "push",
+        "reader": "StackReader open_stack",
+        "reference": "LayoutReference Reference RegistryReference is_reference parse_reference",
+        "results": "BlobTransfer Fetched PullResult PushResult ResolvedStack TransferOptions",
+    },
+)

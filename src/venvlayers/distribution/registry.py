@@ -14,6 +14,7 @@ says (`Docker-Content-Digest`), never taken from it.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import urllib.parse
@@ -21,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._progress import NULL_REPORTER, Reporter
 from .._util.http import Download, FileSlice, HttpClient, Reply, is_loopback
 from ..errors import DistributionError
-from ._artifact import INDEX_TYPE, MANIFEST_TYPE, MAX_MANIFEST, Blob, digest_of
-from ._auth import Credentials, RegistryAuth
-from ._reference import RegistryReference
+from ..progress import NULL_REPORTER, Reporter
+from .artifact import INDEX_TYPE, MANIFEST_TYPE, MAX_MANIFEST, Blob, digest_of
+from .auth import Credentials, RegistryAuth
+from .reference import RegistryReference
 
 __all__ = ["RegistryClient", "UploadOutcome"]
 
@@ -403,8 +404,6 @@ def _range_end(reply: Reply) -> int | None:
 
 def _registry_message(reply: Reply) -> str:
     """The registry's own explanation (`errors[0].message` of the spec's error body)."""
-    import json
-
     try:
         errors = json.loads(reply.content).get("errors")
         first = errors[0]

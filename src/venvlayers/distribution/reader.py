@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._progress import NULL_REPORTER, Reporter
 from .._util.http import HttpClient
 from ..errors import DistributionError
 from ..platforms import build_platform
-from ._artifact import (
+from ..progress import NULL_REPORTER, Reporter
+from .artifact import (
     INDEX_TYPE,
     MAX_METADATA,
     SIGNATURE_PATH,
@@ -30,10 +30,10 @@ from ._artifact import (
     parse_index,
     parse_manifest,
 )
-from ._layout import LocalLayout, RemoteLayout
-from ._reference import LayoutReference, Reference, RegistryReference, parse_reference
-from ._registry import RegistryClient
-from ._results import DEFAULT_OPTIONS, Fetched, ResolvedStack, TransferOptions
+from .layout import LocalLayout, RemoteLayout
+from .reference import LayoutReference, Reference, RegistryReference, parse_reference
+from .registry import RegistryClient
+from .results import DEFAULT_OPTIONS, Fetched, ResolvedStack, TransferOptions
 
 __all__ = ["StackReader", "open_stack"]
 

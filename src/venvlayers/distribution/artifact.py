@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._archive_common import ArchiveFormat
-from .._deploy_source import MANIFEST, METADATA_DIR, PublishedLayer, parse_layers
+from ..archives import ArchiveFormat
+
+# the one import of the metadata reader: re-exported for the rest of this package
+from ..deploying.source import MANIFEST, METADATA_DIR, PublishedLayer, parse_layers
 from ..errors import DistributionError, VenvLayersError
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "Artifact",
     "Blob",
     "PlatformManifest",
+    "PublishedLayer",
     "build_artifact",
     "digest_of",
     "encode",

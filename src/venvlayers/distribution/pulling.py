@@ -16,15 +16,14 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._deploy_source import MANIFEST, METADATA_DIR
-from .._fs import remove_tree, write_atomic
-from .._progress import NULL_REPORTER, Reporter
+from .._util.fs import remove_tree, write_atomic
 from ..errors import DistributionError
-from ._artifact import METADATA_PATH, Blob, digest_of
-from ._parallel import each
-from ._reader import open_stack
-from ._reference import Reference
-from ._results import DEFAULT_OPTIONS, BlobTransfer, PullResult, ResolvedStack, TransferOptions
+from ..progress import NULL_REPORTER, Reporter
+from .artifact import METADATA_PATH, Blob, digest_of
+from .parallel import each
+from .reader import open_stack
+from .reference import Reference
+from .results import DEFAULT_OPTIONS, BlobTransfer, PullResult, ResolvedStack, TransferOptions
 
 __all__ = ["pull"]
 
@@ -86,7 +85,7 @@ def pull(
             path.parent.mkdir(parents=True, exist_ok=True)
             _link(blobs_dir / blob.hex, path)
         if METADATA_PATH not in files:  # a manifest from another tool may only have the config
-            write_atomic(out / METADATA_DIR / MANIFEST, stacks[0].metadata)
+            write_atomic(out / METADATA_PATH, stacks[0].metadata)
         _replace_dir(out, final, aside)
         remove_tree(staging)
     except OSError as exc:
@@ -125,7 +124,7 @@ def _check_output(final: Path) -> None:
         return
     if not final.is_dir():
         raise DistributionError(f"{final} exists and is not a directory")
-    if (final / METADATA_DIR / MANIFEST).is_file() or not any(final.iterdir()):
+    if (final / METADATA_PATH).is_file() or not any(final.iterdir()):
         return
     raise DistributionError(
         f"{final} is neither empty nor a published stack; pull into a new directory"

@@ -14,6 +14,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.request import url2pathname
 
 from ..errors import DistributionError
 
@@ -147,8 +148,6 @@ def _parse_layout(text: str) -> LayoutReference:
         base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         return LayoutReference(url=base.rstrip("/"), tag=_checked_tag(text, tag))
     if parts.scheme == "file":
-        from urllib.request import url2pathname
-
         path, tag = _split_tag(parts.path)
         return LayoutReference(path=Path(url2pathname(path)), tag=_checked_tag(text, tag))
     location, tag = _split_tag(rest)

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._deploy_source import PublishedLayer
-from ._artifact import Blob
-from ._auth import Credentials
+from .artifact import Blob, PublishedLayer
+from .auth import Credentials
 
 __all__ = [
     "BlobTransfer",

@@ -19,12 +19,12 @@ import os
 import shutil
 from pathlib import Path
 
-from .._fs import write_atomic
-from .._progress import NULL_REPORTER, Reporter
+from .._util.fs import write_atomic
 from .._util.http import Download, HttpClient
 from ..errors import DistributionError
-from ._artifact import INDEX_TYPE, MANIFEST_TYPE, MAX_MANIFEST, Blob, digest_of, encode
-from ._reference import DEFAULT_TAG
+from ..progress import NULL_REPORTER, Reporter
+from .artifact import INDEX_TYPE, MANIFEST_TYPE, MAX_MANIFEST, Blob, digest_of, encode
+from .reference import DEFAULT_TAG
 
 __all__ = ["LayoutReader", "LocalLayout", "RemoteLayout", "copy_verified"]
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._progress import NULL_REPORTER, Reporter
 from ..errors import DistributionError
-from ._artifact import INDEX_TYPE, MANIFEST_TYPE, Artifact, Blob, build_artifact
-from ._layout import LocalLayout
-from ._parallel import each
-from ._reader import as_reference, make_http
-from ._reference import DEFAULT_TAG, LayoutReference, Reference, RegistryReference
-from ._registry import RegistryClient
-from ._results import DEFAULT_OPTIONS, BlobTransfer, PushResult, TransferOptions
+from ..progress import NULL_REPORTER, Reporter
+from .artifact import INDEX_TYPE, MANIFEST_TYPE, Artifact, Blob, build_artifact
+from .layout import LocalLayout
+from .parallel import each
+from .reader import as_reference, make_http
+from .reference import DEFAULT_TAG, LayoutReference, Reference, RegistryReference
+from .registry import RegistryClient
+from .results import DEFAULT_OPTIONS, BlobTransfer, PushResult, TransferOptions
 
 __all__ = ["push"]
 

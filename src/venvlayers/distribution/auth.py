@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,6 +319,4 @@ class RegistryAuth:
 
 
 def _quote(value: str) -> str:
-    import urllib.parse
-
     return urllib.parse.quote(value, safe="")
