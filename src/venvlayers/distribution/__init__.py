@@ -25,77 +25,35 @@ from .._util.lazy import lazy_exports
 if TYPE_CHECKING:
     from .artifact import (
         ARTIFACT_TYPE as ARTIFACT_TYPE,
-    )
-    from .artifact import (
         CONFIG_TYPE as CONFIG_TYPE,
-    )
-    from .artifact import (
         ENV_METADATA_TYPE as ENV_METADATA_TYPE,
-    )
-    from .artifact import (
         INDEX_TYPE as INDEX_TYPE,
-    )
-    from .artifact import (
         LAYER_TYPES as LAYER_TYPES,
-    )
-    from .artifact import (
         MANIFEST_TYPE as MANIFEST_TYPE,
-    )
-    from .artifact import (
         METADATA_TYPE as METADATA_TYPE,
-    )
-    from .artifact import (
         SIGNATURE_TYPE as SIGNATURE_TYPE,
-    )
-    from .artifact import (
         Artifact as Artifact,
-    )
-    from .artifact import (
         Blob as Blob,
-    )
-    from .artifact import (
         PlatformManifest as PlatformManifest,
-    )
-    from .artifact import (
         build_artifact as build_artifact,
     )
-    from .auth import Credentials as Credentials
-    from .auth import find_credentials as find_credentials
+    from .auth import Credentials as Credentials, find_credentials as find_credentials
     from .pulling import pull as pull
     from .pushing import push as push
-    from .reader import StackReader as StackReader
-    from .reader import open_stack as open_stack
+    from .reader import StackReader as StackReader, open_stack as open_stack
     from .reference import (
         LayoutReference as LayoutReference,
-    )
-    from .reference import (
         Reference as Reference,
-    )
-    from .reference import (
         RegistryReference as RegistryReference,
-    )
-    from .reference import (
         is_reference as is_reference,
-    )
-    from .reference import (
         parse_reference as parse_reference,
     )
     from .results import (
         BlobTransfer as BlobTransfer,
-    )
-    from .results import (
         Fetched as Fetched,
-    )
-    from .results import (
         PullResult as PullResult,
-    )
-    from .results import (
         PushResult as PushResult,
-    )
-    from .results import (
         ResolvedStack as ResolvedStack,
-    )
-    from .results import (
         TransferOptions as TransferOptions,
     )
 
