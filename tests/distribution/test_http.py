@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.reporting import RecordingReporter
 from venvlayers._util.http import FileSlice, HttpClient, Reply, download_timeout, redact
 from venvlayers.errors import TransferError
-from venvlayers.progress import Reporter
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -128,26 +128,13 @@ def client() -> Iterator[HttpClient]:
         yield c
 
 
-class Recorder(Reporter):
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, object]] = []
-
-    def begin(self, key: str, description: str, total: int | None = None) -> None:
-        self.events.append(("begin", key, total))
-
-    def advance(self, key: str, amount: int) -> None:
-        self.events.append(("advance", key, amount))
-
-    def end(self, key: str, status: str = "done") -> None:
-        self.events.append(("end", key, status))
-
-    def progress(self) -> int:
-        return sum(int(a) for kind, _, a in self.events if kind == "advance")  # type: ignore[call-overload]
+def progress(reporter: RecordingReporter) -> int:
+    return sum(int(v) for kind, _, v in reporter.events if kind == "advance")  # type: ignore[call-overload]
 
 
 def test_download_verifies_and_reports(server: Server, client: HttpClient, tmp_path: Path) -> None:
     server.routes["/f"] = serve_ranges
-    reporter = Recorder()
+    reporter = RecordingReporter()
     done = client.download(
         f"{server.url}/f", tmp_path / "f", sha256=SHA, size=len(DATA), reporter=reporter
     )
@@ -160,7 +147,7 @@ def test_download_verifies_and_reports(server: Server, client: HttpClient, tmp_p
     )
     assert reporter.events[0] == ("begin", "download:f", len(DATA))
     assert reporter.events[-1] == ("end", "download:f", "done")
-    assert reporter.progress() == len(DATA)
+    assert progress(reporter) == len(DATA)
     assert not (tmp_path / "f.partial").exists()
 
 
@@ -201,13 +188,13 @@ def test_a_server_ignoring_range_restarts_cleanly(
 ) -> None:
     server.routes["/f"] = lambda h, _s: send(h, 200, DATA)
     (tmp_path / "f.partial").write_bytes(DATA[:400_000])
-    reporter = Recorder()
+    reporter = RecordingReporter()
     done = client.download(
         f"{server.url}/f", tmp_path / "f", sha256=SHA, size=len(DATA), reporter=reporter
     )
     assert (tmp_path / "f").read_bytes() == DATA
     assert done.received == len(DATA) and done.resumed_from == 0
-    assert reporter.progress() == len(DATA)
+    assert progress(reporter) == len(DATA)
 
 
 def test_a_bad_content_range_is_not_trusted(

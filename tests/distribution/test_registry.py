@@ -21,6 +21,7 @@ from tests.support.published import (
     publish_fake,
     tree_files,
 )
+from tests.support.reporting import RecordingReporter
 from venvlayers.distribution import (
     INDEX_TYPE,
     MANIFEST_TYPE,
@@ -31,7 +32,6 @@ from venvlayers.distribution import (
 )
 from venvlayers.errors import DistributionError
 from venvlayers.platforms import build_platform
-from venvlayers.progress import Reporter
 
 FAST = TransferOptions(backoff=0.01, retries=2)
 SIGNATURE = b"-----BEGIN SSH SIGNATURE-----\nnot checked here\n-----END SSH SIGNATURE-----\n"
@@ -371,25 +371,18 @@ def test_a_failed_chunk_is_resent_from_where_the_registry_stands(
 
 
 def test_push_reports_progress_per_blob(registry: Registry, tmp_path: Path) -> None:
-    class Recorder(Reporter):
-        def __init__(self) -> None:
-            self.ends: dict[str, str] = {}
-            self.advanced: dict[str, int] = {}
-
-        def advance(self, key: str, amount: int) -> None:
-            self.advanced[key] = self.advanced.get(key, 0) + amount
-
-        def end(self, key: str, status: str = "done") -> None:
-            self.ends[key] = status
-
     out = stack(tmp_path, "out", "progress")
-    first = Recorder()
+    first = RecordingReporter()
     push(out, registry.ref("progress/one"), reporter=first, options=FAST)
-    assert set(first.ends.values()) == {"done"} and len(first.ends) == 9
-    assert first.advanced["upload:app-one.tar.zst"] == (out / "app-one.tar.zst").stat().st_size
-    second = Recorder()
+    ends = {key: v for kind, key, v in first.events if kind == "end"}
+    assert set(ends.values()) == {"done"} and len(ends) == 9
+    sent = [
+        v for kind, key, v in first.events if (kind, key) == ("advance", "upload:app-one.tar.zst")
+    ]
+    assert sum(sent) == (out / "app-one.tar.zst").stat().st_size  # type: ignore[arg-type]
+    second = RecordingReporter()
     push(out, registry.ref("progress/two"), reporter=second, mount_from="progress/one")
-    assert set(second.ends.values()) == {"mounted"}
+    assert {v for kind, _, v in second.events if kind == "end"} == {"mounted"}
 
 
 def test_server_errors_during_a_push_are_retried(
