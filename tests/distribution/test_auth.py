@@ -136,6 +136,14 @@ def test_registry_auth_file_comes_first(
     assert "s3cr3t" not in repr(found)
 
 
+def test_docker_hub_credentials_are_found_under_their_old_key(
+    docker_config: Callable[..., Path],
+) -> None:
+    docker_config({"auths": {"https://index.docker.io/v1/": auth_entry("hub", "h")}})
+    found = find_credentials("registry-1.docker.io")
+    assert found is not None and (found.username, found.secret) == ("hub", "h")
+
+
 def test_challenges_are_parsed() -> None:
     scheme, params = parse_challenge(
         'Bearer realm="https://auth.example/token",service="registry.example",'

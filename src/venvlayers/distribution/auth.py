@@ -80,10 +80,21 @@ def find_credentials(host: str) -> Credentials | None:
             raise DistributionError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(config, dict):
             raise DistributionError(f"{path}: not a JSON object")
-        found = _from_config(config, host, path)
-        if found is not None:
-            return found
+        for name in _names(host):
+            found = _from_config(config, name, path)
+            if found is not None:
+                return found
     return None
+
+
+_DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+def _names(host: str) -> tuple[str, ...]:
+    """The keys a host's credentials may be stored under; Docker Hub has its own."""
+    if host in _DOCKER_HUB:
+        return (host, "https://index.docker.io/v1/")
+    return (host,)
 
 
 def _from_config(config: Mapping[str, object], host: str, path: Path) -> Credentials | None:
@@ -120,6 +131,8 @@ def _from_config(config: Mapping[str, object], host: str, path: Path) -> Credent
 
 def _auth_entry(auths: Mapping[str, object], host: str) -> Mapping[str, object] | None:
     """`auths` is keyed by host, `https://host`, or a URL with a path (old docker)."""
+    if isinstance(auths.get(host), dict):
+        return auths[host]  # type: ignore[return-value]
     for key, value in auths.items():
         bare = re.sub(r"^https?://", "", key).split("/")[0]
         if bare == host and isinstance(value, dict):
