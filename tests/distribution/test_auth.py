@@ -19,7 +19,15 @@ from tests.plugins.registry import (
     auth_entry,
 )
 from tests.support.published import default_layers, publish_fake, tree_files
-from venvlayers.distribution import Credentials, TransferOptions, find_credentials, pull, push
+from venvlayers.distribution import (
+    Credentials,
+    TransferOptions,
+    auth as auth_module,
+    find_credentials,
+    open_stack,
+    pull,
+    push,
+)
 from venvlayers.distribution.auth import parse_challenge
 from venvlayers.errors import DistributionError
 
@@ -256,3 +264,32 @@ def test_credentials_are_not_sent_to_a_redirect_target(
     assert len(storage.requests) == 9  # every blob came from "object storage"
     assert all("Authorization" not in headers for headers in storage.requests)
     assert all(h.authorization for h in token_proxy.hits if h.status == 307)
+
+
+def test_tokens_are_renewed_before_they_run_out(
+    token_registry: Registry,
+    token_proxy: CountingProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A token said to last 60 s is not used at 'minute two': a new one comes first."""
+    tokens = token_registry.tokens
+    assert tokens is not None
+    tokens.announced = 60
+    clock = [1000.0]
+    monkeypatch.setattr(auth_module.time, "monotonic", lambda: clock[0])
+    try:
+        out = publish_fake(tmp_path / "out", default_layers("token-renew"))
+        push(out, token_registry.ref("token/renew"), options=ALICE)
+        with open_stack(token_proxy.ref("token/renew"), ALICE) as reader:
+            tokens.issued.clear()
+            reader.resolve()
+            assert len(tokens.issued) == 1
+            clock[0] += 120  # two minutes later
+            resolved = reader.resolve()
+            assert len(tokens.issued) == 2
+        challenged = [h for h in token_proxy.hits if h.status == 401]
+        assert len(challenged) == 1  # only the very first request, before any token
+        assert resolved.layers
+    finally:
+        tokens.announced = None

@@ -437,3 +437,23 @@ def test_a_retried_upload_sends_the_whole_body_again(
 
 def test_redact() -> None:
     assert redact("https://u:p@h:1/a/b?sig=x#f") == "https://h:1/a/b"
+
+
+def test_small_files_are_read_whole_and_bounded(server: Server, client: HttpClient) -> None:
+    server.routes["/meta.json"] = lambda h, _s: send(h, 200, b'{"layers": {}}')
+    assert client.get_bytes(f"{server.url}/meta.json") == b'{"layers": {}}'
+    with pytest.raises(TransferError, match="sent more than 4 bytes"):
+        client.get_bytes(f"{server.url}/meta.json", max_size=4)
+    with pytest.raises(TransferError, match=r"HTTP 404 Not Found \(is it published\?\)"):
+        client.get_bytes(f"{server.url}/nothing.json", hint="is it published?")
+
+
+def test_a_partial_longer_than_the_file_starts_over(
+    server: Server, client: HttpClient, tmp_path: Path
+) -> None:
+    server.routes["/f"] = serve_ranges
+    (tmp_path / "f.partial").write_bytes(DATA + b"extra")  # no size given: only 416 tells
+    reporter = RecordingReporter()
+    done = client.download(f"{server.url}/f", tmp_path / "f", sha256=SHA, reporter=reporter)
+    assert (tmp_path / "f").read_bytes() == DATA and done.resumed_from == 0
+    assert progress(reporter) == len(DATA)

@@ -477,6 +477,8 @@ class HttpClient:
         ):
             if response.status_code == 416 and offset:
                 partial.unlink(missing_ok=True)  # what we hold does not fit the file
+                reporter.advance(key, -offset)
+                counts.kept = 0
                 raise _Retry("the server refused to resume (HTTP 416)")
             if response.status_code not in (200, 206):
                 reply = _reply(response, b"")
