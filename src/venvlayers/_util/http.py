@@ -616,8 +616,9 @@ class HttpClient:
             try:
                 return response, _read_bounded(response, read, self.error, current)
             except httpx.TransportError as exc:
-                response.close()
                 raise _Retry(_transport_reason(exc, self.timeout)) from None
+            finally:
+                response.close()  # read in full (or given up on): the connection goes back
         raise self.error(f"cannot fetch {redact(url)}: more than {_MAX_REDIRECTS} redirects")
 
     def _send(
