@@ -19,6 +19,7 @@ STAGES = (
     "building",
     "cli",
     "deploying",
+    "distribution",
     "locking",
     "planning",
     "publishing",

@@ -9,6 +9,7 @@ __all__ = [
     "ArchiveError",
     "BuildError",
     "DeployError",
+    "DistributionError",
     "LockError",
     "PublishError",
     "RuntimeSourceError",
@@ -16,6 +17,7 @@ __all__ = [
     "SignatureError",
     "SpecError",
     "ToolError",
+    "TransferError",
     "VenvLayersError",
 ]
 
@@ -81,3 +83,11 @@ class SignatureError(VenvLayersError, ValueError):
 
 class ToolError(VenvLayersError, RuntimeError):
     """An external tool (uv, patchelf, a layer's python) failed."""
+
+
+class TransferError(VenvLayersError, RuntimeError):
+    """A download or upload failed: network, HTTP status, or content that fails its check."""
+
+
+class DistributionError(TransferError):
+    """A stack could not be pushed to or pulled from an OCI registry or image layout."""
