@@ -164,6 +164,7 @@ def test_stages_stand_on_lower_stages_only() -> None:
         "planning",
         "building",
         "publishing",
+        "distribution",
         "deploying",
         "cli",
     ]

@@ -36,9 +36,10 @@ from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat, extract as _archive_extract, write_archive
 from venvlayers.cli import main
 from venvlayers.deploying import extract as _deploy_extract, state as _deploy_state
-from venvlayers.deploying.source import StackSource, parse_layers, select_published as select_layers
+from venvlayers.deploying.source import StackSource, select_published as select_layers
 from venvlayers.errors import ArchiveError, DeployError
 from venvlayers.platforms import TargetPlatform, build_platform
+from venvlayers.published import parse_layers
 from venvlayers.selection import Selection
 
 PLATFORM = build_platform()

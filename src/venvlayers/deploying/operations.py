@@ -50,13 +50,14 @@ from ..layout import LAYER_CONFIG, POSTINSTALL
 from ..names import BuildName, DeployName, LayerCategory
 from ..platforms import TargetPlatform, build_platform, suggest_platform
 from ..progress import NULL_REPORTER, Reporter
+from ..published import PublishedLayer, PublishedStack
 from ..selection import Selection
 from . import state as st
 from .commit import apply_transaction, prune_manifests, recover
 from .extract import extractor
 from .inspection import AppStatus, LayerStatus, TargetStatus, status
 from .run import AppCommand, app_command, app_environment, run_app
-from .source import PublishedLayer, PublishedStack, StackSource, select_published
+from .source import StackSource, select_published
 from .trust import SignedBy, TrustCheck, TrustedKeys, check_signature
 
 __all__ = [

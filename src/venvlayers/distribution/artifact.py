@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from ..archives import ArchiveFormat
+from ..errors import DistributionError, VenvLayersError
 
 # the one import of the metadata reader: re-exported for the rest of this package
-from ..deploying.source import MANIFEST, METADATA_DIR, PublishedLayer, parse_layers
-from ..errors import DistributionError, VenvLayersError
+from ..layout import MANIFEST, METADATA_DIR
+from ..published import PublishedLayer, parse_layers
 
 __all__ = [
     "ARTIFACT_TYPE",
