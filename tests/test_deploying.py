@@ -966,7 +966,7 @@ def test_an_unreachable_server_is_reported(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(
-        DeployError, match=f"cannot read http://127.0.0.1:{port}/.*: Connection refused"
+        DeployError, match=f"cannot read http://127.0.0.1:{port}/.*: [Cc]onnection refused"
     ):
         deploying.deploy(f"http://127.0.0.1:{port}/stack", tmp_path / "t")
     assert not (tmp_path / "t").exists()

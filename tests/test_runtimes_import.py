@@ -15,6 +15,7 @@ import zstandard
 from tests.plugins.runtime_fixture import RuntimeCache, interpreter_prefix
 from venvlayers._util import proc as _proc
 from venvlayers._util.elf import read_elf
+from venvlayers._util.http import HttpClient
 from venvlayers._util.tools import find_patchelf as _find_patchelf
 from venvlayers.cli import main
 from venvlayers.errors import RuntimeSourceError
@@ -25,7 +26,6 @@ from venvlayers.runtimes import (
     importing as runtime_import,
     list_runtimes,
     obtain_runtime,
-    pbs as _pbs,
     runtime_python,
     runtimes_dir,
     unpack_runtime,
@@ -191,7 +191,7 @@ def test_runtime_cache_resolves_offline(
     def no_network(*args: object, **kwargs: object) -> int:
         raise AssertionError("the network was used")
 
-    monkeypatch.setattr(_pbs, "download_file", no_network)
+    monkeypatch.setattr(HttpClient, "download", no_network)
     found = obtain_runtime("cpython", VERSION, build_platform())
     assert found.sha256 == runtime_archive.sha256
     assert found.path.parent.parent == runtime_cache.cache_dir / "runtimes"

@@ -221,6 +221,7 @@ class _Counts:
     attempts: int = 0
     received: int = 0
     kept: int = 0
+    begun: bool = False
 
 
 class _Retry(Exception):
@@ -380,7 +381,10 @@ class HttpClient:
         restarted = False
         if not resume:
             partial.unlink(missing_ok=True)
-        reporter.begin(key, label or f"download {dest.name}", total=size)
+        label = label or f"download {dest.name}"
+        if size is not None:  # else once the server says how big (Content-Length)
+            reporter.begin(key, label, total=size)
+            counts.begun = True
         status = "failed"
         try:
             while True:
@@ -401,6 +405,7 @@ class HttpClient:
                             auth,
                             reporter,
                             key,
+                            label,
                             what,
                             hint,
                             counts,
@@ -446,6 +451,8 @@ class HttpClient:
         except OSError as exc:
             raise self.error(f"cannot write {partial}: {exc.strerror or exc}") from None
         finally:
+            if not counts.begun:
+                reporter.begin(key, label)
             reporter.end(key, status)
 
     def _download_once(
@@ -459,6 +466,7 @@ class HttpClient:
         auth: AuthHook | None,
         reporter: Reporter,
         key: str,
+        label: str,
         what: str,
         hint: str,
         counts: _Counts,
@@ -471,7 +479,16 @@ class HttpClient:
         wanted = {"Accept-Encoding": "identity", **(headers or {})}
         if offset:
             wanted["Range"] = f"bytes={offset}-"
-        with self._open("GET", url, headers=wanted, auth=auth, retry=True, read=None) as (
+        with self._open(
+            "GET",
+            url,
+            headers=wanted,
+            auth=auth,
+            retry=True,
+            read=None,
+            action=f"download {what}",
+            hint=hint,
+        ) as (
             response,
             _,
         ):
@@ -483,6 +500,11 @@ class HttpClient:
             if response.status_code not in (200, 206):
                 reply = _reply(response, b"")
                 raise self.status_error(reply, f"download {what}", hint)
+            if not counts.begun:
+                length = response.headers.get("Content-Length", "")
+                start = offset if response.status_code == 206 else 0
+                reporter.begin(key, label, total=start + int(length) if length.isdigit() else None)
+                counts.begun = True
             if response.status_code == 206 and offset:
                 try:
                     _check_content_range(response, offset, size, self.error, what)

@@ -11,7 +11,7 @@ from rich.table import Table
 from .. import deploying
 from .._util.fs import human_size
 from .common import OUT, RichReporter, app, print_json, say
-from .options import JsonOpt
+from .options import InsecureOpt, JsonOpt, TrustedKeysOpt
 
 __all__ = [
     "OptionalTargetOpt",
@@ -42,8 +42,9 @@ def deploy_command(
     source: Annotated[
         str,
         typer.Argument(
-            help="A published output directory (the one holding __venvstacks__/), "
-            "or its file://, http:// or https:// URL."
+            help="A published output directory (the one holding __venvstacks__/), its "
+            "file:// or https:// URL, an OCI registry reference (oci://HOST/REPO:TAG or "
+            "@sha256:DIGEST) or an OCI image layout (oci-layout:DIR)."
         ),
     ],
     target: TargetOpt,
@@ -62,16 +63,8 @@ def deploy_command(
     force: Annotated[
         bool, typer.Option("--force", help="Reinstall layers that are already deployed.")
     ] = False,
-    trusted_keys: Annotated[
-        Path | None,
-        typer.Option(
-            "--trusted-keys",
-            metavar="FILE",
-            dir_okay=False,
-            help="An OpenSSH allowed_signers file: deploy only stacks signed by one of its "
-            "keys, now and (remembered by the target) in later deploys.",
-        ),
-    ] = None,
+    trusted_keys: TrustedKeysOpt = None,
+    insecure: InsecureOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Deploy a published stack: verify, unpack, run postinstall, move into place.
@@ -88,6 +81,7 @@ def deploy_command(
             platform=platform,
             force=force,
             trusted_keys=trusted_keys,
+            insecure=insecure,
             reporter=reporter,
         )
     _render_deploy(result, json_output)
@@ -152,13 +146,40 @@ def run_command(
         typer.Argument(help="Arguments for the app (put them after `--`).", show_default=False),
     ] = None,
     target: OptionalTargetOpt = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="SOURCE",
+            help="Deploy what the app needs from SOURCE first (any `deploy` source), into "
+            "--target or a per-user directory for that source; only missing layers are "
+            "fetched.",
+        ),
+    ] = None,
+    trusted_keys: TrustedKeysOpt = None,
+    insecure: InsecureOpt = False,
 ) -> None:
     """Run a deployed (or exported, or built) app: `<layer>/bin/python -m <launch module>`.
 
     Arguments, stdin/stdout and the app's exit code pass straight through. Put the
     app's own arguments after `--` (`venvlayers run one --target DIR -- --verbose`).
+    With `--from oci://registry/team/stack:1.0`, the app is deployed first (like
+    `pipx run`): the first run fetches its layers, later runs only what changed.
     """
-    code = deploying.run_app(app_name, location=target, args=tuple(args or ()))
+    if source is None:
+        code = deploying.run_app(app_name, location=target, args=tuple(args or ()))
+        raise typer.Exit(code)
+    with RichReporter(bytes_mode=True, transient=True) as reporter:
+        # the deploy's notes and progress go to stderr: stdout is the app's
+        code = deploying.run_from(
+            source,
+            app_name,
+            args=tuple(args or ()),
+            target=target,
+            trusted_keys=trusted_keys,
+            insecure=insecure,
+            reporter=reporter,
+        )
     raise typer.Exit(code)
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "FormatOpt",
     "IncludeOpt",
     "IndexOpt",
+    "InsecureOpt",
     "JsonOpt",
     "LevelOpt",
     "LocalWheelsOpt",
@@ -28,6 +29,7 @@ __all__ = [
     "SignKeyOpt",
     "SpecArg",
     "TagOpt",
+    "TrustedKeysOpt",
 ]
 
 SpecArg = Annotated[
@@ -128,5 +130,22 @@ SignKeyOpt = Annotated[
         dir_okay=False,
         help="Sign `venvstacks.json` with this OpenSSH private key (ed25519, ecdsa or rsa); "
         "a passphrase comes from $VENVLAYERS_SIGN_PASSPHRASE or a prompt.",
+    ),
+]
+TrustedKeysOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--trusted-keys",
+        metavar="FILE",
+        dir_okay=False,
+        help="An OpenSSH allowed_signers file: deploy only stacks signed by one of its "
+        "keys, now and (remembered by the target) in later deploys.",
+    ),
+]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Allow plain http:// to hosts other than loopback (registries, stack URLs).",
     ),
 ]

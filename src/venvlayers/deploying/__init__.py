@@ -22,8 +22,10 @@ if TYPE_CHECKING:
         DeployResult as DeployResult,
         LayerResult as LayerResult,
         RemoveResult as RemoveResult,
+        default_run_target as default_run_target,
         deploy as deploy,
         remove as remove,
+        run_from as run_from,
     )
     from .run import (
         AppCommand as AppCommand,
@@ -36,7 +38,9 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "inspection": "AppStatus LayerStatus TargetStatus status",
-        "operations": "DeployResult LayerResult RemoveResult deploy remove",
+        "operations": (
+            "DeployResult LayerResult RemoveResult default_run_target deploy remove run_from"
+        ),
         "run": "AppCommand app_command app_environment run_app",
     },
 )

@@ -27,9 +27,12 @@ they keep the files they have open, but cannot import anything new from it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +41,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .. import distribution
+from .._util.cache import data_root
 from .._util.proc import clean_env, run
 from ..archives.archive import (
     ExtractedLayer,
@@ -45,7 +50,7 @@ from ..archives.archive import (
     hash_installed_tree,
     verify_file,
 )
-from ..errors import DeployError
+from ..errors import ArchiveError, DeployError, TransferError
 from ..layout import LAYER_CONFIG, POSTINSTALL
 from ..names import BuildName, DeployName, LayerCategory
 from ..platforms import TargetPlatform, build_platform, suggest_platform
@@ -70,9 +75,11 @@ __all__ = [
     "TargetStatus",
     "app_command",
     "app_environment",
+    "default_run_target",
     "deploy",
     "remove",
     "run_app",
+    "run_from",
     "status",
 ]
 
@@ -125,10 +132,15 @@ def deploy(
     platform: str | TargetPlatform | None = None,
     force: bool = False,
     trusted_keys: Path | None = None,
+    insecure: bool = False,
     lock_timeout: float | None = None,
     reporter: Reporter = NULL_REPORTER,
 ) -> DeployResult:
     """Deploy the published stack at `source` into the directory `target`.
+
+    `source` is a published directory, its `file://` or `http(s)://` URL, an OCI
+    registry reference (`oci://HOST/REPO:TAG` or `@sha256:...`) or an OCI image layout
+    (`oci-layout:DIR`); plain http to hosts other than loopback needs `insecure`.
 
     `apps` names what to deploy (an app's short name, or a layer's build name or
     install target); with none, every layer published for `platform` (default: this
@@ -140,7 +152,23 @@ def deploy(
     then as before (see the module docstring for interruptions).
     """
     started = time.monotonic()
-    src = StackSource.parse(source)
+    with StackSource.parse(source, insecure=insecure) as src:
+        return _deploy(
+            src, target, apps, platform, force, trusted_keys, lock_timeout, reporter, started
+        )
+
+
+def _deploy(
+    src: StackSource,
+    target: Path,
+    apps: Sequence[str],
+    platform: str | TargetPlatform | None,
+    force: bool,
+    trusted_keys: Path | None,
+    lock_timeout: float | None,
+    reporter: Reporter,
+    started: float,
+) -> DeployResult:
     plat = _target_platform(platform)
     helper_python = _postinstall_python(plat)
     target = Path(target).absolute()
@@ -148,7 +176,7 @@ def deploy(
         raise DeployError(f"cannot deploy into {target}: it is not a directory")
     new_trust = TrustedKeys.load(trusted_keys) if trusted_keys is not None else None
     early = _read_state_unlocked(target)
-    published = src.load()
+    published = src.load(plat)
     # no hash in the metadata is trusted before its signature is checked
     trust = _check_trust(published, new_trust, early)
     selection = select_published(published, apps, plat)
@@ -295,19 +323,23 @@ def _prepare_and_record(
     """Stage every layer in `todo`, then record the transaction that commits them."""
     token = st.new_token()
     staging = st.state_dir(target) / f"{st.STAGING_PREFIX}{token}"
-    downloads = st.state_dir(target) / f"{st.DOWNLOADS_PREFIX}{token}"
+    # one place for remote archives, kept when a deploy fails or is killed, so that the
+    # next one resumes (`Range`) or reuses them instead of fetching them again
+    downloads = st.state_dir(target) / st.DOWNLOADS
     try:
         staging.mkdir()
         archives = _fetch_archives(src, todo, verified, downloads, reporter)
         records = _stage_layers(todo, archives, staging, target, helper_python, times, reporter)
         txn = _plan(state, selection, records, staging.name, platform, src, trust)
-        return st.write_state(target, _with_transaction(state, txn))
+        state = st.write_state(target, _with_transaction(state, txn))
     except BaseException:
         st.remove_quietly(staging)
         prune_manifests(target, state)  # those of layers staged before the failure
+        with contextlib.suppress(OSError):
+            downloads.rmdir()  # only when empty: partial downloads stay to be resumed
         raise
-    finally:
-        st.remove_quietly(downloads)
+    st.remove_quietly(downloads)  # every archive is staged: nothing left to resume
+    return state
 
 
 def _fetch_archives(
@@ -326,10 +358,23 @@ def _fetch_archives(
                 _verify_local(src, layer)
         else:
             downloads.mkdir(exist_ok=True)
-            archive = downloads / layer.archive_name
-            src.download(layer, archive, reporter)  # checks size and sha256 as it streams
+            archive = downloads / f"{layer.archive_sha256[:32]}-{layer.archive_name}"
+            if not _already_fetched(archive, layer):
+                src.download(layer, archive, reporter)  # checked as it streams; resumable
         found[layer.install_target] = archive
     return found
+
+
+def _already_fetched(archive: Path, layer: PublishedLayer) -> bool:
+    """Whether an earlier, interrupted deploy already downloaded this archive whole."""
+    if not archive.is_file():
+        return False
+    try:
+        verify_file(archive, size=layer.archive_size, sha256=layer.archive_sha256)
+    except ArchiveError:
+        archive.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _stage_layers(
@@ -606,6 +651,64 @@ def remove(
         state = st.write_state(target, _with_transaction(state, txn))
         apply_transaction(target, state, reporter)
     return RemoveResult(target, key, txn.remove)
+
+
+def run_from(
+    source: str | Path,
+    app: str,
+    *,
+    args: Sequence[str] = (),
+    target: Path | None = None,
+    trusted_keys: Path | None = None,
+    insecure: bool = False,
+    reporter: Reporter = NULL_REPORTER,
+) -> int:
+    """Deploy what `app` needs from `source` (only what is missing), then run it.
+
+    Like `pipx run` for a layered stack: the deployment goes to `target`, by default a
+    per-user directory for the source (`default_run_target`), so a second run fetches
+    nothing and a new release fetches only the layers that changed. When the source
+    cannot be reached but the app was deployed before, that copy runs (with a note).
+    Returns the app's exit code.
+    """
+    target = target if target is not None else default_run_target(source)
+    try:
+        deploy(
+            source,
+            target,
+            apps=[app],
+            trusted_keys=trusted_keys,
+            insecure=insecure,
+            reporter=reporter,
+        )
+    except TransferError as exc:
+        state = st.read_state(target) if target.is_dir() else None
+        if state is None or not state.layers:
+            raise
+        reporter.note(f"warning: {exc}; running what is deployed in {target}")
+    return run_app(app, location=target, args=args)
+
+
+def default_run_target(source: str | Path) -> Path:
+    """Where `run --from SOURCE` deploys: one directory per source, tag or digest aside.
+
+    Releases of one repository share a directory, so their common layers are shared
+    and an update fetches only what changed.
+    """
+    text = str(source)
+    if isinstance(source, str) and distribution.is_reference(text):
+        ref = distribution.parse_reference(text)
+        if isinstance(ref, distribution.RegistryReference):
+            base = f"oci://{ref.host}/{ref.repository}"
+        else:
+            base = f"oci-layout:{ref.path.absolute() if ref.path is not None else ref.url}"
+    elif isinstance(source, str) and "://" in text:
+        base = text.rstrip("/")
+    else:
+        base = str(Path(text).absolute())
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", base.split("://", 1)[-1]).strip("-.")[-60:]
+    digest = hashlib.sha256(base.encode()).hexdigest()[:10]
+    return data_root() / "run" / f"{slug}-{digest}"
 
 
 def _find_root(state: st.DeployState, name: str, target: Path) -> str:

@@ -1,24 +1,36 @@
 """Published stacks as `deploy` reads them: where they are, what they hold, what to take.
 
-A source is the folder `venvlayers publish` wrote (a local path, a `file://` URL or an
-`http(s)://` URL of it): archives beside `__venvstacks__/venvstacks.json`. Everything
-here only reads; the metadata is checked in full, and the selection resolved, before a
-deploy touches its target, so that a bad source changes nothing.
+A source is one of:
+
+- the folder `venvlayers publish` wrote (a local path or a `file://` URL): archives
+  beside `__venvstacks__/venvstacks.json`;
+- an `http(s)://` URL of such a folder (any static file server or bucket);
+- an OCI registry reference, `oci://HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]`, or an OCI
+  image layout, `oci-layout:DIR[:TAG]` / `oci-layout:https://...` (see `distribution`):
+  the reference is resolved once, and layers are fetched as blobs by digest.
+
+Everything here only reads; the metadata is checked in full, and the selection resolved,
+before a deploy touches its target, so that a bad source changes nothing. Remote files
+are fetched with the one HTTP client (`_util.http`): verified while they stream, resumed
+with `Range` after an interruption, plain http only to loopback hosts unless `insecure`.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
+from types import TracebackType
+from urllib.request import url2pathname
 
-from ..errors import DeployError
+from .. import distribution
+from .._util.http import HttpClient
+from ..errors import DeployError, DistributionError
 from ..layout import MANIFEST, METADATA_DIR, METADATA_PATH, SIGNATURE_PATH
 from ..names import LayerCategory
-from ..platforms import TargetPlatform
+from ..platforms import TargetPlatform, build_platform
 from ..progress import Reporter
 from ..published import PublishedLayer, PublishedStack, join_problems, parse_layers
 from ..selection import CycleError, Selection, select
@@ -26,100 +38,178 @@ from ..selection import CycleError, Selection, select
 __all__ = ["StackSource", "select_published"]
 
 _MAX_METADATA = 64 << 20  # a manifest of thousands of layers is still far smaller
+_HINT = f"is SOURCE the folder holding {METADATA_DIR}/?"
+
+
 # -- sources ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StackSource:
-    """Where a published stack is: a local directory or a base URL."""
+class StackSource(ABC):
+    """Where a published stack is; a context manager (remote sources hold connections)."""
 
-    text: str
-    directory: Path | None = None
-    base_url: str | None = None
+    is_local = False
 
-    @classmethod
-    def parse(cls, source: str | Path) -> StackSource:
-        """Accept a directory, its `venvstacks.json`, or a `file://`/`http(s)://` URL of either."""
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @staticmethod
+    def parse(source: str | Path, *, insecure: bool = False) -> StackSource:
+        """A directory or its `venvstacks.json`, a `file://`/`http(s)://` URL of either,
+        an `oci://` reference or an `oci-layout:` reference."""
         text = str(source)
+        if isinstance(source, str) and distribution.is_reference(text):
+            return OciSource(text, insecure=insecure)
         scheme = urllib.parse.urlsplit(text).scheme if isinstance(source, str) else ""
         if scheme in ("http", "https"):
-            base = text.rstrip("/")
-            base = base.removesuffix(f"/{METADATA_PATH}").rstrip("/")
-            return cls(text, base_url=base)
+            base = text.rstrip("/").removesuffix(f"/{METADATA_PATH}").rstrip("/")
+            return HttpSource(text, base, insecure=insecure)
         if scheme == "file":
             parts = urllib.parse.urlsplit(text)
             if parts.netloc not in ("", "localhost"):
                 raise DeployError(f"cannot deploy from {text}: only local file:// URLs work")
-            from urllib.request import url2pathname
-
             path = Path(url2pathname(parts.path))
         elif scheme and len(scheme) > 1:
             raise DeployError(
-                f"cannot deploy from {text}: unsupported URL scheme {scheme!r} "
-                "(use a directory, file://, http:// or https://)"
+                f"cannot deploy from {text}: unsupported URL scheme {scheme!r} (use a "
+                "directory, file://, http://, https://, oci:// or oci-layout:)"
             )
         else:
             path = Path(source)
         if path.name == MANIFEST and path.parent.name == METADATA_DIR:
             path = path.parent.parent
-        return cls(text, directory=path.absolute())
+        return DirectorySource(text, path.absolute())
 
-    @property
-    def is_local(self) -> bool:
-        return self.directory is not None
+    @abstractmethod
+    def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
+        """Read and check the stack's metadata (and its signature, if there is one).
 
-    def load(self) -> PublishedStack:
-        """Read and check `__venvstacks__/venvstacks.json`."""
-        if self.directory is not None:
-            path = self.directory / METADATA_PATH
-            if not self.directory.is_dir():
-                raise DeployError(f"cannot deploy from {self.text}: no such directory")
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:
-                raise DeployError(
-                    f"{self.text} is not a published stack: it has no {METADATA_PATH}"
-                ) from None
-            except OSError as exc:
-                raise DeployError(f"cannot read {path}: {exc.strerror}") from None
-            where = str(path)
-            sig_where = str(self.directory / SIGNATURE_PATH)
-            signature = _read_if_present(self.directory / SIGNATURE_PATH)
-        else:
-            assert self.base_url is not None
-            where = f"{self.base_url}/{METADATA_PATH}"
-            raw = _fetch_small(where)
-            sig_where = f"{self.base_url}/{SIGNATURE_PATH}"
-            signature = _fetch_small(sig_where, missing_ok=True)
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DeployError(f"{where}: not valid JSON ({exc})") from None
-        return PublishedStack(where, parse_layers(data, where), raw, signature, sig_where)
+        `platform` picks the manifest of an OCI index (default: this machine's).
+        """
 
     def local_archive(self, layer: PublishedLayer) -> Path:
-        assert self.directory is not None
+        """The archive of `layer`, where it already is (local sources only)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+        """Fetch the layer's archive into `dest`, checking size and sha256 as it streams.
+
+        An interrupted download leaves `dest.partial`, which the next call resumes.
+        """
+
+    def close(self) -> None:  # noqa: B027 (most sources hold nothing to release)
+        """Release connections."""
+
+    def __enter__(self) -> StackSource:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _parse_metadata(
+    raw: bytes, where: str, signature: bytes | None, signature_where: str
+) -> PublishedStack:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DeployError(f"{where}: not valid JSON ({exc})") from None
+    return PublishedStack(where, parse_layers(data, where), raw, signature, signature_where)
+
+
+class DirectorySource(StackSource):
+    """A published directory on this machine."""
+
+    is_local = True
+
+    def __init__(self, text: str, directory: Path) -> None:
+        super().__init__(text)
+        self.directory = directory
+
+    def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
+        path = self.directory / METADATA_PATH
+        if not self.directory.is_dir():
+            raise DeployError(f"cannot deploy from {self.text}: no such directory")
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise DeployError(
+                f"{self.text} is not a published stack: it has no {METADATA_PATH}"
+            ) from None
+        except OSError as exc:
+            raise DeployError(f"cannot read {path}: {exc.strerror}") from None
+        sig = self.directory / SIGNATURE_PATH
+        return _parse_metadata(raw, str(path), _read_if_present(sig), str(sig))
+
+    def local_archive(self, layer: PublishedLayer) -> Path:
         return self.directory / layer.archive_name
 
-    def archive_url(self, layer: PublishedLayer) -> str:
-        assert self.base_url is not None
-        return f"{self.base_url}/{urllib.parse.quote(layer.archive_name)}"
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+        raise AssertionError("local archives are used where they are")
+
+
+class HttpSource(StackSource):
+    """A published directory served over http(s)."""
+
+    def __init__(self, text: str, base_url: str, *, insecure: bool) -> None:
+        super().__init__(text)
+        self.base_url = base_url
+        self.http = HttpClient(error=DeployError, insecure=insecure)
+
+    def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
+        where = f"{self.base_url}/{METADATA_PATH}"
+        raw = self.http.request(
+            "GET", where, expect=(200,), max_size=_MAX_METADATA, action=f"read {where}", hint=_HINT
+        ).content
+        sig_where = f"{self.base_url}/{SIGNATURE_PATH}"
+        reply = self.http.request(
+            "GET", sig_where, expect=(200, 404, 410), action=f"read {sig_where}", hint=_HINT
+        )
+        signature = reply.content if reply.status == 200 else None
+        return _parse_metadata(raw, where, signature, sig_where)
 
     def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
-        """Fetch the layer's archive into the new file `dest`, checking size and sha256."""
-        from ..runtimes.pbs import download_file
-
-        download_file(
-            self.archive_url(layer),
+        self.http.download(
+            f"{self.base_url}/{urllib.parse.quote(layer.archive_name)}",
             dest,
             sha256=layer.archive_sha256,
             size=layer.archive_size,
-            expected=f"{layer.archive_name}, {layer.archive_size} bytes, "
-            f"sha256 {layer.archive_sha256[:16]}...",
-            advice="check that SOURCE is the complete output of `venvlayers publish`",
             reporter=reporter,
-            error=DeployError,
+            hint=f"expected {layer.archive_name}, {layer.archive_size} bytes, sha256 "
+            f"{layer.archive_sha256[:16]}...; check that SOURCE is the complete output of "
+            "`venvlayers publish`",
         )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class OciSource(StackSource):
+    """A stack pushed to an OCI registry, or written as an OCI image layout."""
+
+    def __init__(self, text: str, *, insecure: bool) -> None:
+        super().__init__(text)
+        options = distribution.TransferOptions(insecure=insecure)
+        try:
+            self.reader = distribution.open_stack(text, options)
+        except DistributionError as exc:
+            raise DeployError(f"cannot deploy from {text}: {exc}") from None
+        self.resolved: distribution.ResolvedStack | None = None
+
+    def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
+        self.resolved = resolved = self.reader.resolve(str(platform or build_platform()))
+        where = f"{self.text} ({resolved.manifest_digest[:19]}) {METADATA_PATH}"
+        sig_where = f"{self.text} ({resolved.manifest_digest[:19]}) {SIGNATURE_PATH}"
+        return _parse_metadata(resolved.metadata, where, resolved.signature, sig_where)
+
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+        assert self.resolved is not None, "load() first"
+        self.reader.fetch(self.resolved.layer_blob(layer), dest, reporter)
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 def _read_if_present(path: Path) -> bytes | None:
@@ -129,51 +219,6 @@ def _read_if_present(path: Path) -> bytes | None:
         return None
     except OSError as exc:
         raise DeployError(f"cannot read {path}: {exc.strerror}") from None
-
-
-@overload
-def _fetch_small(url: str) -> bytes: ...
-@overload
-def _fetch_small(url: str, *, missing_ok: bool) -> bytes | None: ...
-def _fetch_small(url: str, *, missing_ok: bool = False) -> bytes | None:
-    """The whole (small) file at `url`: metadata, whose hash nothing records.
-
-    With `missing_ok`, None when the server says it has no such file (404/410).
-    """
-    # network modules only for remote sources: `venvlayers run` imports this module
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    from ..runtimes.pbs import download_timeout
-
-    seconds = download_timeout()
-    request = urllib.request.Request(url, headers={"User-Agent": "venvlayers"})
-    hint = f"is SOURCE the folder holding {METADATA_DIR}/?"
-    try:
-        with urllib.request.urlopen(request, timeout=seconds) as response:
-            data: bytes = response.read(_MAX_METADATA + 1)
-    except urllib.error.HTTPError as exc:
-        if missing_ok and exc.code in (404, 410):
-            return None
-        raise DeployError(f"cannot read {url}: HTTP {exc.code} {exc.reason} ({hint})") from None
-    except urllib.error.URLError as exc:
-        raise DeployError(f"cannot read {url}: {_reason(exc.reason)}") from None
-    except TimeoutError:
-        raise DeployError(f"cannot read {url}: no response within {seconds:g}s") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise DeployError(f"cannot read {url}: {_reason(exc)}") from None
-    if len(data) > _MAX_METADATA:
-        raise DeployError(f"{url} is larger than {_MAX_METADATA >> 20} MiB; not stack metadata")
-    return data
-
-
-def _reason(reason: object) -> str:
-    if isinstance(reason, TimeoutError):
-        return "timed out"
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror
-    return str(reason) or type(reason).__name__
 
 
 # -- selection --------------------------------------------------------------------------

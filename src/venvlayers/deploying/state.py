@@ -5,7 +5,7 @@
     TARGET/.venvlayers/state.json           layers, roots, an unfinished transaction
     TARGET/.venvlayers/manifests/<sha>.json installed files of the layer from that archive
     TARGET/.venvlayers/staging-<token>/     layers being prepared (deleted when done)
-    TARGET/.venvlayers/downloads-<token>/   archives fetched from a URL (deleted when done)
+    TARGET/.venvlayers/downloads/           remote archives of an unfinished deploy (resumed)
 
 `state.json` is only ever replaced whole (write, fsync, rename), so a reader sees one
 version or the next. A deploy prepares every new layer in a staging directory first
@@ -38,6 +38,7 @@ from ..names import BuildName, DeployName, LayerCategory
 from .trust import SignedBy, TrustedKeys
 
 __all__ = [
+    "DOWNLOADS",
     "DOWNLOADS_PREFIX",
     "FORMAT",
     "LOCK_FILE",
@@ -69,7 +70,8 @@ STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 MANIFESTS = "manifests"
 STAGING_PREFIX = "staging-"
-DOWNLOADS_PREFIX = "downloads-"
+DOWNLOADS_PREFIX = "downloads-"  # older versions: one directory per deploy
+DOWNLOADS = "downloads"  # remote archives of unfinished deploys, by sha256
 FORMAT = 1
 
 
