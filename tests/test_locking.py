@@ -287,6 +287,27 @@ def test_launch_module_edit_invalidates_only_a_versioned_app(
     assert app.action == "relocked" and app.lock_version == 2  # type: ignore[attr-defined]
 
 
+def test_reordering_support_modules_keeps_a_versioned_app_lock(
+    tmp_path: Path, wheelhouse_initial: Path
+) -> None:
+    """The same modules are deployed whatever their order: no relock, no new version.
+
+    Only the published `app_support_modules` follow the new order (republished metadata).
+    """
+    for name in ("one.py", "two.py"):
+        (tmp_path / name).write_text("")
+    text = VERSIONED_APP.replace(
+        'launch_module = "app.py"',
+        'launch_module = "app.py"\nsupport_modules = ["one.py", "two.py"]',
+    )
+    spec = make_stack(tmp_path, text)
+    lock(spec, wheelhouse_initial)
+    spec.write_text(spec.read_text().replace('["one.py", "two.py"]', '["two.py", "one.py"]'))
+    assert _invalid_layers(spec) == set()
+    app = StackSpec.load(spec).applications["app"]
+    assert [p.name for p in app.support_modules] == ["two.py", "one.py"]
+
+
 def test_a_lower_layer_pin_change_invalidates_layers_above(
     tmp_path: Path, wheelhouse_initial: Path, wheelhouse: Path
 ) -> None:

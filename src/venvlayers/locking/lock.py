@@ -28,7 +28,7 @@ from ..spec.graph import dependency_levels, select_layers
 from ..spec.stack import LayerSpec, StackSpec
 from .files import LockPaths, read_metadata
 from .pylock import LockedPackage, read_pylock, render_pylock
-from .resolve import LowerPin, ResolveRequest, Targets, resolve_layer
+from .resolve import LowerPin, ResolveRequest, Targets, local_build_wheels, resolve_layer
 from .state import (
     LockInputs,
     LockState,
@@ -72,6 +72,7 @@ class LayerLockResult:
     packages: int  # installed by this layer
     shared: int  # provided by lower layers
     lock_path: Path
+    local_builds: tuple[str, ...] = ()  # `linux_<arch>` wheels from local directories
 
     @property
     def changed(self) -> bool:
@@ -133,7 +134,26 @@ def lock_stack(
                     hashes[outcome.layer.build_name] = outcome.requirements_hash
     for outcome in pending.values():
         outcome.write()
-    return [pending[x.build_name].result() for x in layers]
+    results = [pending[x.build_name].result() for x in layers]
+    _warn_local_builds(results)
+    return results
+
+
+def _warn_local_builds(results: Sequence[LayerLockResult]) -> None:
+    """One warning per run naming every locally built wheel a (re)locked layer takes.
+
+    A logged warning (the CLI prints it as `warning: ...`); scripts read
+    `LayerLockResult.local_builds`.
+    """
+    found = sorted({w for r in results if r.action != "valid" for w in r.local_builds})
+    if not found:
+        return
+    message = (
+        f"{len(found)} locally built wheel(s) tagged linux_<arch> "
+        f"({', '.join(found)}) only run on machines like the one that built them "
+        "(same glibc or newer, same libraries); publish manylinux wheels to deploy widely"
+    )
+    _LOG.warning("%s", message)
 
 
 def _fill_lower_hashes(
@@ -185,6 +205,7 @@ class _Pending:
             packages=sum(1 for p in self.packages if not p.shared),
             shared=sum(1 for p in self.packages if p.shared),
             lock_path=self.paths.pylock,
+            local_builds=tuple(local_build_wheels(self.layer, self.packages)),
         )
 
 
