@@ -48,6 +48,8 @@ vl-sdistonly   1.0             -                           none: vl_sdistonly-1.
 vl-foolib      1.0             -                           py3-none-manylinux_2_17_<arch>
 vl-foolib-alt  1.0             -                           py3-none-manylinux_2_17_<arch>
 vl-fooext      1.0             vl-foolib>=1.0              cpXY-cpXY-manylinux_2_17_<arch>
+vl-localfoo    1.0             -                           cpXY-abi3-linux_<arch>
+vl-localext    1.0             vl-localfoo>=1.0            cpXY-cpXY-linux_<arch>
 =============  ==============  ==========================  ===================================
 
 What each is for:
@@ -69,8 +71,11 @@ What each is for:
 - vl-foolib / vl-foolib-alt: each ships a different `libvlfoo.so` (answer 42 / 43)
   with the same SONAME, for cross-layer libraries and the same-name report.
 - vl-fooext: a C extension linked to libvlfoo.so (DT_NEEDED) with no RPATH/RUNPATH.
+- vl-localfoo / vl-localext: the same library (answer 44) and extension, tagged
+  `linux_<arch>` as `pip wheel`/setuptools/meson-python tag a build made on the machine
+  itself: accepted only from local wheel directories, for that one platform.
 
-`<arch>` is this machine's (`platform.machine()`); the three native packages are only
+`<arch>` is this machine's (`platform.machine()`); the five native packages are only
 built on Linux. Every package has one module named like the distribution
 (`vl_alpha`, ...) with `DISTRIBUTION`, `__version__` and `report()`, which returns
 `{module: {"version": ..., "file": ...}}` for the module and the modules of its
@@ -526,7 +531,40 @@ def _native_entries(scratch: Path) -> list[_Entry]:
         purelib=False,
     )
     entries.append(_Entry(spec, 0, "extension module linked to libvlfoo.so, no RPATH"))
+    entries += _local_build_entries(scratch, include, ext)
     return entries
+
+
+def _local_build_entries(scratch: Path, include: Path, ext: Path) -> list[_Entry]:
+    """The library/extension pair again, tagged as `pip wheel` tags a build made here."""
+    local = f"linux_{platform.machine()}"
+    major, minor = sys.version_info[:2]
+    source = _VLFOO_C.replace("@ANSWER@", "44").replace("@ORIGIN@", "vl-localfoo")
+    lib = wheels.compile_shared_library(
+        source, scratch / "local" / "libvlfoo.so", soname="libvlfoo.so", include_dirs=[include]
+    )
+    files: dict[str, wheels.FileContent] = dict(
+        _package_files("vl-localfoo", "1.0", extra_code=_FOOLIB_CODE)
+    )
+    files["vl_localfoo/lib/libvlfoo.so"] = lib.read_bytes()
+    lib_spec = WheelSpec(
+        "vl-localfoo", "1.0", files=files, tags=[f"cp{major}{minor}-abi3-{local}"], purelib=False
+    )
+    requires = ["vl-localfoo>=1.0"]
+    files = dict(_package_files("vl-localext", "1.0", requires, extra_code=_FOOEXT_CODE))
+    files[f"vl_localext/{ext.name}"] = ext.read_bytes()
+    ext_spec = WheelSpec(
+        "vl-localext",
+        "1.0",
+        files=files,
+        requires=requires,
+        tags=[f"{wheels.interpreter_tag()}-{local}"],
+        purelib=False,
+    )
+    return [
+        _Entry(lib_spec, 0, "local build (linux_<arch>) shipping libvlfoo.so (answer 44)"),
+        _Entry(ext_spec, 0, "local build (linux_<arch>) of the extension linked to libvlfoo.so"),
+    ]
 
 
 def catalogue_entries(scratch: Path) -> list[_Entry]:
