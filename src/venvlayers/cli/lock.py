@@ -109,7 +109,12 @@ def render_lock_results(results: list[locking.LayerLockResult]) -> None:
     for r in results:
         table.add_row(
             str(r.deploy_name),
-            {"locked": "locked (changed)", "relocked": "same pins", "valid": "valid"}[r.action],
+            {
+                "locked": "locked (changed)",
+                "relocked": "same pins",
+                "valid": "valid",
+                "adopted": "adopted",
+            }[r.action],
             str(r.lock_version),
             str(r.packages),
             str(r.shared),

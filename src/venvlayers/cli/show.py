@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.tree import Tree
 
-from .. import planning, spec as spec_api
+from .. import locking, planning, spec as spec_api
 from .common import OUT, app, print_json
 from .options import DEFAULT_SPEC, AllowMissingOpt, IncludeOpt, JsonOpt, SpecArg
 
@@ -29,8 +29,13 @@ def show(
     `build-name -> deployed-name`. Disabled layers (platforms = []) are left out.
     """
     stack = spec_api.StackSpec.load(Path(spec))
+    states = locking.evaluate_locks(stack)
     status = planning.stack_status(
-        stack, planning.lock_info_for(stack), include=include, allow_missing=allow_missing
+        stack,
+        planning.lock_info_for(stack, states),
+        include=include,
+        allow_missing=allow_missing,
+        reason=planning.lock_reason_for(stack, states) if json_output else None,
     )
     if json_output:
         print_json(status)
