@@ -63,7 +63,9 @@ def lock(
 
     Writes `requirements/<layer>/pylock.<layer>.toml`, its `.meta.json` and a
     `packages-<layer>.txt` summary. Relocking keeps existing pins unless --upgrade or
-    --upgrade-package asks to move them.
+    --upgrade-package asks to move them. A lock venvstacks wrote that still matches the
+    spec is adopted: rewritten in this format with the same pins, lock version and
+    lock time.
     """
 
     stack = spec_api.StackSpec.load(Path(spec))

@@ -27,6 +27,8 @@ def show(
 
     A leading `*` marks a layer without a valid lock; versioned layers show
     `build-name -> deployed-name`. Disabled layers (platforms = []) are left out.
+    With --json, each layer also has a `reason`: why its lock is not valid, `adopted
+    the venvstacks lock` for a venvstacks lock that still matches, else null.
     """
     stack = spec_api.StackSpec.load(Path(spec))
     states = locking.evaluate_locks(stack)
