@@ -37,8 +37,12 @@ from .state import (
     lock_inputs,
     requirements_hash,
 )
-from .venvstacks import ADOPTED, fill_shared_wheels, read_venvstacks_lock
-from .venvstacks import version_inputs_hash as venvstacks_version_inputs_hash
+from .venvstacks import (
+    ADOPTED,
+    fill_shared_wheels,
+    read_venvstacks_lock,
+    version_inputs_hash as venvstacks_version_inputs_hash,
+)
 
 __all__ = ["LayerLockResult", "LockOptions", "lock_stack", "lower_pins"]
 
