@@ -36,7 +36,14 @@ LINUX = sys.platform.startswith("linux")
 needs_linux = pytest.mark.skipif(not LINUX, reason="native fixture wheels are Linux-only")
 
 PURE = ["vl-alpha", "vl-beta", "vl-gamma", "vl-delta", "vl-epsilon", "vl-zeta", "vl-tool"]
-PLATFORM_ONLY = ["vl-linuxonly", "vl-maconly", "vl-winonly", "vl-newglibc", "vl-allplat"]
+PLATFORM_ONLY = [
+    "vl-linuxonly",
+    "vl-maconly",
+    "vl-winonly",
+    "vl-newglibc",
+    "vl-allplat",
+    "vl-universal2",
+]
 NATIVE = ["vl-foolib", "vl-foolib-alt", "vl-fooext"]
 LOCAL_BUILDS = ["vl-localfoo", "vl-localext"]  # tagged linux_<arch>
 

@@ -44,6 +44,8 @@ vl-maconly     1.0             -                           py3-none-macosx_11_0_
 vl-winonly     1.0             -                           py3-none-win_amd64, py3-none-win_arm64
 vl-newglibc    1.0             -                           py3-none-manylinux_2_34_{x86_64,aarch64}
 vl-allplat     1.0             -                           cp39-abi3-P for six P (see below)
+vl-universal2  1.0             -                           cp39-abi3-macosx_10_9_universal2,
+                                                           cp39-abi3-manylinux_2_17_x86_64
 vl-sdistonly   1.0             -                           none: vl_sdistonly-1.0.tar.gz only
 vl-foolib      1.0             -                           py3-none-manylinux_2_17_<arch>
 vl-foolib-alt  1.0             -                           py3-none-manylinux_2_17_<arch>
@@ -67,6 +69,8 @@ What each is for:
 - vl-newglibc: only installable with `linux_target = "glibc@2.34"` or newer.
 - vl-allplat: one lock with a different wheel per platform (manylinux_2_17 x86_64 and
   aarch64, macosx_11_0_arm64, macosx_10_12_x86_64, win_amd64, win_arm64).
+- vl-universal2: macOS only as a `universal2` wheel (like pyzmq 27.1.0 and tornado
+  6.5.2), which both macosx_arm64 and macosx_x86_64 accept.
 - vl-sdistonly: no wheel at all, for "wheels only" errors.
 - vl-foolib / vl-foolib-alt: each ships a different `libvlfoo.so` (answer 42 / 43)
   with the same SONAME, for cross-layer libraries and the same-name report.
@@ -413,6 +417,11 @@ def _platform_entries() -> list[_Entry]:
         ),
         *_platform_wheels(
             "vl-allplat", [(f"cp39-abi3-{p}",) for p in allplat], "a wheel for each platform"
+        ),
+        *_platform_wheels(
+            "vl-universal2",
+            [("cp39-abi3-macosx_10_9_universal2",), ("cp39-abi3-manylinux_2_17_x86_64",)],
+            "one universal2 wheel for both Macs (as pyzmq and tornado ship)",
         ),
     ]
 
