@@ -63,7 +63,9 @@ def lock(
 
     Writes `requirements/<layer>/pylock.<layer>.toml`, its `.meta.json` and a
     `packages-<layer>.txt` summary. Relocking keeps existing pins unless --upgrade or
-    --upgrade-package asks to move them.
+    --upgrade-package asks to move them. A lock venvstacks wrote that still matches the
+    spec is adopted: rewritten in this format with the same pins, lock version and
+    lock time.
     """
 
     stack = spec_api.StackSpec.load(Path(spec))
@@ -109,7 +111,12 @@ def render_lock_results(results: list[locking.LayerLockResult]) -> None:
     for r in results:
         table.add_row(
             str(r.deploy_name),
-            {"locked": "locked (changed)", "relocked": "same pins", "valid": "valid"}[r.action],
+            {
+                "locked": "locked (changed)",
+                "relocked": "same pins",
+                "valid": "valid",
+                "adopted": "adopted",
+            }[r.action],
             str(r.lock_version),
             str(r.packages),
             str(r.shared),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.tree import Tree
 
-from .. import planning, spec as spec_api
+from .. import locking, planning, spec as spec_api
 from .common import OUT, app, print_json
 from .options import DEFAULT_SPEC, AllowMissingOpt, IncludeOpt, JsonOpt, SpecArg
 
@@ -27,10 +27,17 @@ def show(
 
     A leading `*` marks a layer without a valid lock; versioned layers show
     `build-name -> deployed-name`. Disabled layers (platforms = []) are left out.
+    With --json, each layer also has a `reason`: why its lock is not valid, `adopted
+    the venvstacks lock` for a venvstacks lock that still matches, else null.
     """
     stack = spec_api.StackSpec.load(Path(spec))
+    states = locking.evaluate_locks(stack)
     status = planning.stack_status(
-        stack, planning.lock_info_for(stack), include=include, allow_missing=allow_missing
+        stack,
+        planning.lock_info_for(stack, states),
+        include=include,
+        allow_missing=allow_missing,
+        reason=planning.lock_reason_for(stack, states) if json_output else None,
     )
     if json_output:
         print_json(status)

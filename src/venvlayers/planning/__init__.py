@@ -9,6 +9,7 @@ from .._util.lazy import lazy_exports
 if TYPE_CHECKING:
     from .lockinfo import (
         lock_info_for as lock_info_for,
+        lock_reason_for as lock_reason_for,
     )
     from .overview import (
         stack_status as stack_status,
@@ -28,6 +29,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "plan": "BUILD_FORMAT LayerPlan StackPlan plan_selected plan_stack read_stamp",
         "overview": "stack_status status_tree_lines",
-        "lockinfo": "lock_info_for",
+        "lockinfo": "lock_info_for lock_reason_for",
     },
 )

@@ -511,7 +511,8 @@ def read_launch_modules(
             f"a support module is named {launch.stem!r} like the launch module; rename one",
         )
         return None
-    return launch, tuple(sorted(paths, key=lambda p: p.stem))
+    # the spec's order, as venvstacks keeps it (published as `app_support_modules`)
+    return launch, tuple(paths)
 
 
 def _module_path(
