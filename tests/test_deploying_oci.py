@@ -112,6 +112,11 @@ def test_a_signature_travels_through_the_registry(
     target = tmp_path / "target"
     result = deploying.deploy(f"oci://{registry.host}/team/signed:1", target, trusted_keys=trusted)
     assert result.signed_by is not None and result.signed_by.principals == ("ops@example.com",)
+    # a mirror pulled from the registry carries the signature too
+    mirror = tmp_path / "mirror"
+    distribution.pull(f"oci://{registry.host}/team/signed:1", mirror)
+    again = deploying.deploy(mirror, tmp_path / "from-mirror", trusted_keys=trusted)
+    assert again.signed_by == result.signed_by
     _push(v2, f"oci://{registry.host}/team/signed:2")  # unsigned
     before = snapshot(target)
     with pytest.raises(SignatureError) as info:

@@ -23,11 +23,13 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..progress import Reporter
 
 __all__ = [
+    "COMMAND_ORDER",
     "OUT",
     "Output",
     "RichReporter",
@@ -58,8 +60,46 @@ def _quiet_flag_types() -> None:
 
 _quiet_flag_types()
 
+# The pipeline order reads better than the alphabet; commands not listed here follow,
+# sorted by name, so a new command can never be left out.
+COMMAND_ORDER = (
+    "show",
+    "lock",
+    "build",
+    "publish",
+    "sign",
+    "local-export",
+    "push",
+    "pull",
+    "deploy",
+    "run",
+    "status",
+    "remove",
+    "runtime",
+    "fetch",
+    "import",
+    "list",
+    "prune",
+)
+
+
+class _PipelineOrder(TyperGroup):
+    """Lists commands in `COMMAND_ORDER` (in `--help` too), not in import order."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(
+            names,
+            key=lambda n: (
+                COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER),
+                n,
+            ),
+        )
+
+
 app = typer.Typer(
     name="venvlayers",
+    cls=_PipelineOrder,
     help="Package Python applications as layered virtual environment stacks.",
     no_args_is_help=True,
     add_completion=False,
