@@ -7,7 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.plugins.wheelhouse", "tests.plugins.runtime_fixture"]
+pytest_plugins = [
+    "tests.plugins.wheelhouse",
+    "tests.plugins.runtime_fixture",
+    "tests.plugins.registry",
+]
 
 # Variables from the developer's shell that would change what uv or pip resolve.
 _LEAKY_PREFIXES = ("PIP_", "UV_", "PYTHON", "VIRTUAL_ENV", "CONDA_")

@@ -13,7 +13,7 @@ import pytest
 from venvlayers.errors import BuildError
 from venvlayers.spec import gitignore as _gitignore
 from venvlayers.spec.appmodules import copy_modules, module_files, modules_hash, scan_module
-from venvlayers.spec.gitignore import IgnoreRules, parse_line
+from venvlayers.spec.gitignore import IgnoreRules
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -170,15 +170,16 @@ def test_matcher_table_agrees_with_git(
         assert (probe not in by_git) is ignored
 
 
-def test_parse_line_keeps_what_was_written() -> None:
-    pattern = parse_line("!/docs/*.md/  ", base="sub")
-    assert pattern is not None
-    assert (pattern.negated, pattern.dir_only, pattern.base) == (True, True, "sub")
-    assert pattern.matches("sub/docs/x.md", is_dir=True)
-    assert not pattern.matches("docs/x.md", is_dir=True)
-    assert parse_line("# comment") is None
-    assert parse_line("!") is None
-    assert parse_line("trailing\\") is None
+def test_a_line_keeps_what_was_written() -> None:
+    """Negation, directory-only and the anchor at its .gitignore's own directory."""
+    rules = IgnoreRules().with_text("*.md\n").with_text("!/docs/*.md/  ", base="sub")
+    assert not rules.matches("sub/docs/x.md", is_dir=True)  # negated, anchored at sub/
+    assert rules.matches("sub/docs/x.md", is_dir=False)  # dir-only: not for files
+    assert rules.matches("docs/x.md", is_dir=True)  # outside sub/
+    for line in ("# comment", "!", "trailing\\"):
+        assert IgnoreRules().with_text(line) == IgnoreRules() or not IgnoreRules().with_text(
+            line
+        ).matches(line.lstrip("#!"), is_dir=False)
 
 
 def test_bom_is_skipped() -> None:

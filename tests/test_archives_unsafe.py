@@ -12,9 +12,13 @@ from typing import Any
 import pytest
 
 from tests.support.archives import CLAMP, add_bulk, make_tree, tar_member, write_tar, write_zip
-from venvlayers.archives import ArchiveFormat, extract_archive, write_archive
-from venvlayers.archives import archive as archives
-from venvlayers.archives import extract as _archive_extract
+from venvlayers.archives import (
+    ArchiveFormat,
+    archive as archives,
+    extract as _archive_extract,
+    extract_archive,
+    write_archive,
+)
 from venvlayers.errors import ArchiveError
 
 REG, DIR, SYM, LNK = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE

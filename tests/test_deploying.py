@@ -32,15 +32,16 @@ import pytest
 
 import venvlayers
 from tests.support.archives import tar_member, write_tar
+from tests.support.reporting import RecordingReporter
 from venvlayers import deploying
-from venvlayers.archives import ArchiveFormat, write_archive
-from venvlayers.archives import extract as _archive_extract
+from venvlayers.archives import ArchiveFormat, extract as _archive_extract, write_archive
 from venvlayers.cli import main
-from venvlayers.deploying import extract as _deploy_extract
-from venvlayers.deploying import state as _deploy_state
-from venvlayers.deploying.source import Selection, StackSource, parse_layers, select_layers
+from venvlayers.deploying import extract as _deploy_extract, state as _deploy_state
+from venvlayers.deploying.source import StackSource, select_published as select_layers
 from venvlayers.errors import ArchiveError, DeployError
 from venvlayers.platforms import TargetPlatform, build_platform
+from venvlayers.published import parse_layers
+from venvlayers.selection import Selection
 
 PLATFORM = build_platform()
 POSTINSTALL = (Path(venvlayers.__file__).parent / "_injected" / "postinstall.py").read_text()
@@ -346,12 +347,12 @@ def test_an_export_directory_is_not_deployable(published: Path) -> None:
 def test_selection(published: Path) -> None:
     stack = StackSource.parse(published).load()
 
-    def order(selection: Selection) -> list[str]:
+    def order(selection: Selection[Any]) -> list[str]:
         return [x.install_target for x in selection.layers]
 
     everything = select_layers(stack, (), PLATFORM)
     assert order(everything) == ["rt", "framework-fw", "app-hello", "app-other@1"]
-    assert {x.install_target for x in everything.roots} == {"app-hello", "app-other@1"}
+    assert {x.install_target for x in everything.matched} == {"app-hello", "app-other@1"}
     for name in ("hello", "app-hello"):
         assert order(select_layers(stack, [name], PLATFORM)) == ["rt", "framework-fw", "app-hello"]
     assert order(select_layers(stack, ["app-other@1"], PLATFORM)) == ["rt", "app-other@1"]
@@ -615,20 +616,12 @@ def layer_entry_sha(out: Path, layer_name: str) -> str:
     return str(layer_entry(data, layer_name)["archive_hashes"]["sha256"])
 
 
-class Notes(venvlayers.progress.Reporter):
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-
-
 def test_a_file_that_does_not_compile_is_one_warning(stack: FakeStack, tmp_path: Path) -> None:
     fw = stack.layers["framework-fw"]["files"]
     fw["lib/site/legacy.py"] = "print 'Python 2'\n"
     fw["lib/site/fine.py"] = "Y = 2\n"
     published = stack.publish(tmp_path / "out")
-    notes = Notes()
+    notes = RecordingReporter()
     result = deploying.deploy(published, tmp_path / "target", reporter=notes)
     layers = {x.install_target: x for x in result.layers}
     assert layers["framework-fw"].not_compiled == ("lib/site/legacy.py",)
@@ -856,17 +849,10 @@ def with_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("with_workers")
 def test_deploying_with_worker_processes(published: Path, tmp_path: Path) -> None:
-    class Progress(venvlayers.progress.Reporter):
-        def __init__(self) -> None:
-            self.keys: list[str] = []
-
-        def begin(self, key: str, description: str, total: int | None = None) -> None:
-            self.keys.append(key)
-
-    progress = Progress()
+    progress = RecordingReporter()
     target = tmp_path / "t"
     deploying.deploy(published, target, reporter=progress)
-    assert sorted(k for k in progress.keys if k.startswith("deploy:")) == [
+    assert sorted(k for k in progress.begun if k.startswith("deploy:")) == [
         "deploy:app-hello",
         "deploy:app-other@1",
         "deploy:framework-fw",
@@ -1109,7 +1095,7 @@ def test_an_unreachable_server_is_reported(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(
-        DeployError, match=f"cannot read http://127.0.0.1:{port}/.*: Connection refused"
+        DeployError, match=f"cannot read http://127.0.0.1:{port}/.*: [Cc]onnection refused"
     ):
         deploying.deploy(f"http://127.0.0.1:{port}/stack", tmp_path / "t")
     assert not (tmp_path / "t").exists()

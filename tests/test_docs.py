@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import tomllib
 from collections.abc import Iterator
@@ -298,3 +299,26 @@ def test_toml_example_is_valid(page: str, line: int, text: str, tmp_path: Path) 
         assert loaded.warnings, f"{page}:{line}: the example should warn"
     else:
         assert not loaded.warnings, f"{page}:{line}: {loaded.warnings}"
+
+
+def test_metadata_fields_are_venvstacks_plus_documented_additions() -> None:
+    """Published metadata: every venvstacks 0.8 field, and ours documented as ours.
+
+    venvstacks' fields are read from what venvstacks 0.8 itself published for the
+    `venvstacks08` fixture project (tests/e2e/stacks/venvstacks08/expected/).
+    """
+    expected = Path(__file__).parent / "e2e/stacks/venvstacks08/expected/__venvstacks__"
+    theirs: set[str] = set()
+    for snippet in (expected / "env_metadata").glob("*.json"):
+        theirs |= set(json.loads(snippet.read_text()))
+    schema = json.loads(
+        (Path(__file__).parents[1] / "src/venvlayers/schemas/env_metadata.schema.json").read_text()
+    )
+    ours = set(schema["properties"])
+    assert theirs <= ours, f"venvstacks fields missing from our schema: {theirs - ours}"
+    text = _read("concepts.md")
+    assert not [f for f in theirs if f"`{f}`" not in text]
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    for added in sorted(ours - theirs):
+        row = next((r for r in rows if r.startswith(f"| `{added}`")), "")
+        assert "venvlayers only" in row, f"docs/concepts.md does not document {added!r} as ours"

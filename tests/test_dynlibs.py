@@ -30,7 +30,7 @@ from uv import find_uv_bin
 
 from tests.support import wheels
 from venvlayers._util.elf import ET_DYN, ELFError, ELFInfo, is_elf, parse_elf, read_elf
-from venvlayers.building import dynlibs
+from venvlayers._util.tools import find_patchelf
 from venvlayers.building.dynlibs import (
     DynlibReport,
     LayerLibs,
@@ -166,7 +166,7 @@ def set_search_path(path: Path, value: str, *, rpath: bool = False) -> None:
     tmp = path.with_name(path.name + ".tmp")
     shutil.copyfile(path, tmp)  # a new inode: never touch uv's cached copy
     tmp.chmod(0o755)
-    subprocess.run([dynlibs._find_patchelf(), *args[:-1], str(tmp)], check=True)
+    subprocess.run([find_patchelf(), *args[:-1], str(tmp)], check=True)
     tmp.chmod(stat.S_IMODE(mode))
     os.replace(tmp, path)
 
@@ -218,7 +218,7 @@ def _system_files() -> list[Path]:
 def test_reads_system_files_like_patchelf(path: Path) -> None:
     info = read_elf(path)
     assert info is not None and info.has_dynamic
-    patchelf = dynlibs._find_patchelf()
+    patchelf = find_patchelf()
 
     def ask(*args: str) -> str:
         return subprocess.run(

@@ -9,7 +9,8 @@ import pytest
 
 from venvlayers.errors import SelectionError
 from venvlayers.spec import StackSpec
-from venvlayers.spec.graph import c3_linearize, dependency_levels, select_layers
+from venvlayers.spec.c3 import c3_linearize
+from venvlayers.spec.graph import dependency_levels, select_layers
 
 
 def _lin(graph: dict[str, list[str]], declared: list[str]) -> list[str]:

@@ -207,6 +207,30 @@ def test_missing_platform_wheel_suggests_platforms(tmp_path: Path, wheelhouse: P
     assert "platforms = ['linux_aarch64', 'linux_x86_64']" in message
 
 
+def test_universal2_wheels_lock_for_both_macs(tmp_path: Path, wheelhouse: Path) -> None:
+    """pyzmq/tornado-style: macOS wheels only as universal2 (issue 11, case 1)."""
+    spec = make_stack(
+        tmp_path,
+        f"""
+        [[runtimes]]
+        name = "cpython-3.11"
+        python_implementation = "cpython@{PY}"
+        requirements = ["vl-universal2"]
+        platforms = ["linux_x86_64", "macosx_arm64", "macosx_x86_64"]
+        """,
+    )
+    lock(spec, wheelhouse)
+    data = tomllib.loads(
+        (tmp_path / "requirements/cpython-3.11/pylock.cpython-3_11.toml").read_text()
+    )
+    (package,) = data["packages"]
+    names = sorted(w["path"].rpartition("/")[2] for w in package["wheels"])
+    assert names == [
+        "vl_universal2-1.0-cp39-abi3-macosx_10_9_universal2.whl",
+        "vl_universal2-1.0-cp39-abi3-manylinux_2_17_x86_64.whl",
+    ]
+
+
 def test_linux_target_limits_manylinux_tags(tmp_path: Path, wheelhouse_initial: Path) -> None:
     text = THREE_LAYERS.replace('requirements = ["vl-alpha"]', 'requirements = ["vl-newglibc"]')
     text = text.replace("versioned = true", 'platforms = ["linux_x86_64"]')
@@ -285,6 +309,27 @@ def test_launch_module_edit_invalidates_only_a_versioned_app(
     results = lock(spec, wheelhouse_initial, if_needed=True)
     app = results["app-app"]
     assert app.action == "relocked" and app.lock_version == 2  # type: ignore[attr-defined]
+
+
+def test_reordering_support_modules_keeps_a_versioned_app_lock(
+    tmp_path: Path, wheelhouse_initial: Path
+) -> None:
+    """The same modules are deployed whatever their order: no relock, no new version.
+
+    Only the published `app_support_modules` follow the new order (republished metadata).
+    """
+    for name in ("one.py", "two.py"):
+        (tmp_path / name).write_text("")
+    text = VERSIONED_APP.replace(
+        'launch_module = "app.py"',
+        'launch_module = "app.py"\nsupport_modules = ["one.py", "two.py"]',
+    )
+    spec = make_stack(tmp_path, text)
+    lock(spec, wheelhouse_initial)
+    spec.write_text(spec.read_text().replace('["one.py", "two.py"]', '["two.py", "one.py"]'))
+    assert _invalid_layers(spec) == set()
+    app = StackSpec.load(spec).applications["app"]
+    assert [p.name for p in app.support_modules] == ["two.py", "one.py"]
 
 
 def test_a_lower_layer_pin_change_invalidates_layers_above(

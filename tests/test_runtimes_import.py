@@ -14,21 +14,22 @@ import zstandard
 
 from tests.plugins.runtime_fixture import RuntimeCache, interpreter_prefix
 from venvlayers._util import proc as _proc
+from venvlayers._util.elf import read_elf
+from venvlayers._util.http import HttpClient
+from venvlayers._util.tools import find_patchelf as _find_patchelf
 from venvlayers.cli import main
 from venvlayers.errors import RuntimeSourceError
 from venvlayers.platforms import build_platform
 from venvlayers.runtimes import (
     RuntimeArchive,
     import_runtime,
+    importing as runtime_import,
     list_runtimes,
     obtain_runtime,
     runtime_python,
     runtimes_dir,
     unpack_runtime,
 )
-from venvlayers.runtimes import importing as runtime_import
-from venvlayers.runtimes import pbs as _pbs
-from venvlayers.runtimes.importing import _find_patchelf
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="runtime import is Linux-only so far"
@@ -190,7 +191,7 @@ def test_runtime_cache_resolves_offline(
     def no_network(*args: object, **kwargs: object) -> int:
         raise AssertionError("the network was used")
 
-    monkeypatch.setattr(_pbs, "download_file", no_network)
+    monkeypatch.setattr(HttpClient, "download", no_network)
     found = obtain_runtime("cpython", VERSION, build_platform())
     assert found.sha256 == runtime_archive.sha256
     assert found.path.parent.parent == runtime_cache.cache_dir / "runtimes"
@@ -246,6 +247,26 @@ def test_refuses_a_runpath_outside_the_install(
     assert f"bin/python{MAJOR_MINOR} loads libraries from /opt/elsewhere/lib" in message
     assert "\n" not in message
     assert _cache_is_clean()
+
+
+def test_an_rpath_stays_an_rpath(runtime_archive: RuntimeArchive, tmp_path: Path) -> None:
+    """DT_RPATH also applies to a file's dependencies: rewriting must not make it DT_RUNPATH."""
+    prefix = tmp_path / "prefix"
+    unpack_runtime(runtime_archive, prefix)
+    binary = prefix / "bin" / f"python{MAJOR_MINOR}"
+    subprocess.run(
+        [str(_find_patchelf()), "--force-rpath", "--set-rpath", f"{prefix}/lib", str(binary)],
+        check=True,
+    )
+    before = read_elf(binary)
+    assert before is not None and before.rpath == (f"{prefix}/lib",) and before.runpath is None
+    imported = import_runtime(prefix)
+    dest = tmp_path / "unpacked"
+    unpack_runtime(imported, dest)
+    after = read_elf(dest / "bin" / f"python{MAJOR_MINOR}")
+    assert after is not None
+    assert after.rpath == ("$ORIGIN/../lib",)
+    assert after.runpath is None
 
 
 def test_cli_import_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

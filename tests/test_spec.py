@@ -241,3 +241,22 @@ def test_inline_tool_uv_takes_precedence_over_file(tmp_path: Path) -> None:
     (tmp_path / "venvstacks.uv.toml").write_text("this is not toml = = =")
     stack = StackSpec.load(spec)
     assert stack.uv.source == spec
+
+
+def test_support_modules_keep_the_spec_order(tmp_path: Path) -> None:
+    """venvstacks publishes `app_support_modules` in the spec's order; so do we."""
+    for name in ("zeta.py", "alpha.py", "mid.py"):
+        (tmp_path / name).write_text("")
+    text = """
+        [[runtimes]]
+        name = "cpython-3.11"
+        python_implementation = "cpython@3.11.7"
+
+        [[applications]]
+        name = "app"
+        runtime = "cpython-3.11"
+        launch_module = "app.py"
+        support_modules = ["zeta.py", "alpha.py", "mid.py"]
+        """
+    app = StackSpec.load(write_spec(tmp_path, text)).applications["app"]
+    assert [p.stem for p in app.support_modules] == ["zeta", "alpha", "mid"]

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from venvlayers import SpecError
 from venvlayers.spec import StackSpec

@@ -10,6 +10,7 @@ import email.parser
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -35,8 +36,16 @@ LINUX = sys.platform.startswith("linux")
 needs_linux = pytest.mark.skipif(not LINUX, reason="native fixture wheels are Linux-only")
 
 PURE = ["vl-alpha", "vl-beta", "vl-gamma", "vl-delta", "vl-epsilon", "vl-zeta", "vl-tool"]
-PLATFORM_ONLY = ["vl-linuxonly", "vl-maconly", "vl-winonly", "vl-newglibc", "vl-allplat"]
+PLATFORM_ONLY = [
+    "vl-linuxonly",
+    "vl-maconly",
+    "vl-winonly",
+    "vl-newglibc",
+    "vl-allplat",
+    "vl-universal2",
+]
 NATIVE = ["vl-foolib", "vl-foolib-alt", "vl-fooext"]
+LOCAL_BUILDS = ["vl-localfoo", "vl-localext"]  # tagged linux_<arch>
 
 
 # -- running uv the way a hermetic test must ---------------------------------------------
@@ -171,7 +180,8 @@ def venv(tmp_path: Path, uv: Run, uv_env: dict[str, str]) -> Venv:
 
 
 def test_catalogue_has_the_documented_packages(wheelhouse_catalogue: Wheelhouse) -> None:
-    expected = {*PURE, "vl-pth", *PLATFORM_ONLY, "vl-sdistonly", *(NATIVE if LINUX else [])}
+    expected = {*PURE, "vl-pth", *PLATFORM_ONLY, "vl-sdistonly"}
+    expected |= {*NATIVE, *LOCAL_BUILDS} if LINUX else set()
     assert set(wheelhouse_catalogue.names()) == expected
     assert wheelhouse_catalogue.versions("vl-alpha") == ["1.0", "1.1", "2.0"]
     assert wheelhouse_catalogue.versions("vl_Alpha", stage=0) == ["1.0", "1.1"]
@@ -438,6 +448,19 @@ def test_native_wheels_have_the_documented_elf_links(
     (ext,) = (v for k, v in dynamic.items() if k.startswith("vl_fooext/_fooext"))
     assert "(NEEDED) Shared library: [libvlfoo.so]" in ext
     assert not [e for e in ext if "RPATH" in e or "RUNPATH" in e]
+
+
+@needs_linux
+def test_local_build_wheels_are_tagged_as_pip_wheel_tags_them(
+    wheelhouse_catalogue: Wheelhouse,
+) -> None:
+    py = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    arch = platform.machine()
+    (lib,) = wheelhouse_catalogue.find("vl-localfoo")
+    (ext,) = wheelhouse_catalogue.find("vl-localext")
+    assert lib.tags == (f"{py}-abi3-linux_{arch}",)
+    assert ext.tags == (f"{py}-{py}-linux_{arch}",)
+    assert ext.requires == ("vl-localfoo>=1.0",)
 
 
 def _readelf_dynamic(path: Path) -> list[str]:

@@ -9,12 +9,15 @@ __all__ = [
     "ArchiveError",
     "BuildError",
     "DeployError",
+    "DistributionError",
     "LockError",
     "PublishError",
     "RuntimeSourceError",
     "SelectionError",
+    "SignatureError",
     "SpecError",
     "ToolError",
+    "TransferError",
     "VenvLayersError",
 ]
 
@@ -65,5 +68,26 @@ class DeployError(VenvLayersError, RuntimeError):
     """A published stack could not be deployed, run or inspected on the target."""
 
 
+class SignatureError(VenvLayersError, ValueError):
+    """A signature, signing key or allowed_signers file is unusable, or a signature fails.
+
+    `problem` says which, as a `venvlayers.signing.SignatureProblem` value (a str), so
+    callers can react (prompt for a passphrase, tell tampering from an unknown signer)
+    without parsing the message.
+    """
+
+    def __init__(self, message: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(message)
+
+
 class ToolError(VenvLayersError, RuntimeError):
     """An external tool (uv, patchelf, a layer's python) failed."""
+
+
+class TransferError(VenvLayersError, RuntimeError):
+    """A download or upload failed: network, HTTP status, or content that fails its check."""
+
+
+class DistributionError(TransferError):
+    """A stack could not be pushed to or pulled from an OCI registry or image layout."""

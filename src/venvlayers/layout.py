@@ -1,4 +1,4 @@
-"""Where things are inside a layer, and the layer config file (venvstacks 0.8 format).
+"""Where things are inside a layer and a published stack; the layer config (venvstacks 0.8).
 
 Every path a layer records is relative to the layer directory, and paths into other
 layers go through their *deployed* names (`../framework-sci@2/...`). Layers always
@@ -14,10 +14,35 @@ from typing import TypedDict
 
 from .platforms import TargetPlatform
 
+__all__ = [
+    "BUILD_STAMP",
+    "ENV_METADATA_DIR",
+    "LAYER_CONFIG",
+    "MANIFEST",
+    "METADATA_DIR",
+    "METADATA_PATH",
+    "POSTINSTALL",
+    "SIGNATURE",
+    "SIGNATURE_PATH",
+    "SITECUSTOMIZE",
+    "LayerConfig",
+    "Layout",
+    "peer_path",
+]
+
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
 BUILD_STAMP = "share/venv/metadata/venvlayers_build.json"
 POSTINSTALL = "postinstall.py"
 SITECUSTOMIZE = "sitecustomize.py"
+
+# A published (or exported) stack: the metadata directory beside the layer archives,
+# with venvstacks' names; the signature over the exact bytes of MANIFEST is ours.
+METADATA_DIR = "__venvstacks__"
+MANIFEST = "venvstacks.json"
+ENV_METADATA_DIR = "env_metadata"
+SIGNATURE = f"{MANIFEST}.sig"
+METADATA_PATH = f"{METADATA_DIR}/{MANIFEST}"
+SIGNATURE_PATH = f"{METADATA_DIR}/{SIGNATURE}"
 
 
 class LayerConfig(TypedDict, total=False):

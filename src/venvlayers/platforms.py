@@ -12,6 +12,8 @@ import sysconfig
 from dataclasses import dataclass
 from enum import StrEnum
 
+from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
+
 __all__ = [
     "DEFAULT_GLIBC",
     "DEFAULT_MACOSX",
@@ -20,6 +22,7 @@ __all__ = [
     "build_platform",
     "parse_linux_target",
     "parse_macosx_target",
+    "wheel_tags",
 ]
 
 # uv's `*-unknown-linux-gnu` and `*-apple-darwin` platforms stand for these versions;
@@ -100,31 +103,87 @@ class TargetPlatform(StrEnum):
         self,
         linux_target: LinuxTarget | None = None,
         macosx_target: tuple[int, int] | None = None,
+        *,
+        local_build: bool = False,
     ) -> list[str]:
         """Wheel platform tags that install on this platform at the given OS targets.
 
-        Most specific first; `any` is not included (pure wheels fit everywhere).
+        Most specific first; `any` is not included (pure wheels fit everywhere). The
+        rules are the installers' own: `packaging.tags.mac_platforms` for macOS, PEP 600
+        (as `packaging._manylinux` applies it to the running machine) for Linux.
+        `local_build` adds `linux_<arch>`, the tag of a wheel built on this kind of
+        machine and portable only to machines like it (Linux only).
         """
         if self.os == "linux":
-            major, minor = (linux_target or LinuxTarget()).glibc
-            tags = [f"manylinux_{major}_{m}_{self.cpu}" for m in range(minor, -1, -1)]
-            legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
-            for (lmaj, lmin), name in legacy.items():
-                if (major, minor) >= (lmaj, lmin):
-                    tags.append(f"{name}_{self.cpu}")
-            return tags
+            tags = _manylinux_platforms((linux_target or LinuxTarget()).glibc, self.cpu)
+            # first, as installers rank it: a wheel built here is the most specific
+            return [f"linux_{self.cpu}", *tags] if local_build else tags
         if self.os == "macosx":
             target = macosx_target or DEFAULT_MACOSX
-            arches = ["arm64"] if self.arch == "arm64" else ["x86_64", "intel"]
-            arches += ["universal2", "universal"] if self.arch != "arm64" else ["universal2"]
-            versions: list[tuple[int, int]] = []
-            for major in range(target[0], 10, -1):
-                versions.append((major, 0))
-            if self.arch != "arm64":
-                top = target[1] if target[0] == 10 else 16
-                versions += [(10, m) for m in range(top, -1, -1)]
-            return [f"macosx_{v[0]}_{v[1]}_{a}" for v in versions for a in arches]
+            if self.arch == "arm64":
+                # arm64 Macs run macOS 11 or later: an older deployment target is
+                # that of the Intel build, and must not refuse macosx_11_0_arm64 wheels
+                target = max(target, (11, 0))
+            return list(mac_platforms(target, self.arch))
         return [self.value]
+
+
+def wheel_tags(
+    platform: TargetPlatform,
+    py_version: str,
+    implementation: str = "cpython",
+    linux_target: LinuxTarget | None = None,
+    macosx_target: tuple[int, int] | None = None,
+    *,
+    local_build: bool = False,
+) -> list[Tag]:
+    """Every wheel tag an installer accepts for this interpreter on `platform`, best first.
+
+    The one wheel-compatibility computation of venvlayers (locking filters wheels with
+    it, building picks the wheel to install with it): `packaging.tags.cpython_tags`
+    and `compatible_tags` over `TargetPlatform.platform_tags`, i.e. what
+    `packaging.tags.sys_tags()` gives on such a machine. `py_version` is `X.Y` or
+    `X.Y.Z`. PyPy ABI tags (`pypy311_pp73`) depend on the interpreter build, so for
+    PyPy only the ABI-independent tags are listed. `local_build`: also `linux_<arch>`
+    (see `platform_tags`).
+    """
+    major, minor = (int(x) for x in py_version.split(".")[:2])
+    plats = platform.platform_tags(linux_target, macosx_target, local_build=local_build)
+    if implementation == "cpython":
+        interpreter = f"cp{major}{minor}"
+        found = list(cpython_tags((major, minor), [interpreter], plats))
+    else:
+        interpreter = f"pp{major}{minor}"
+        found = []
+    found += compatible_tags((major, minor), interpreter, plats)
+    return found
+
+
+# The oldest glibc with manylinux wheels: 2.5 on x86 (manylinux1), 2.17 elsewhere
+# (manylinux2014 introduced the other architectures); PEP 600 and packaging agree.
+_OLDEST_GLIBC_MINOR = {"x86_64": 5, "i686": 5}
+_LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+
+
+def _manylinux_platforms(glibc: tuple[int, int], arch: str) -> list[str]:
+    """PEP 600: a `manylinux_X_Y` wheel installs on glibc X.Z for every Z >= Y.
+
+    packaging computes this list only for the running machine (its `_manylinux` module
+    is private and asks the interpreter for its glibc), so the same rule is applied here
+    to a target glibc, with the legacy aliases placed where packaging places them.
+    """
+    # glibc keeps compatibility across major versions too; packaging assumes 50 minor
+    # releases for an earlier major version, and so does this
+    ranges = [(glibc[0], glibc[1])] + [(major, 50) for major in range(glibc[0] - 1, 1, -1)]
+    tags: list[str] = []
+    for major, top in ranges:
+        oldest = _OLDEST_GLIBC_MINOR.get(arch, 17) if major == 2 else 0
+        for minor in range(top, oldest - 1, -1):
+            tags.append(f"manylinux_{major}_{minor}_{arch}")
+            legacy = _LEGACY_MANYLINUX.get((major, minor))
+            if legacy:
+                tags.append(f"{legacy}_{arch}")
+    return tags
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ layers are processed in parallel.
 
 from __future__ import annotations
 
+__all__ = ["NULL_REPORTER", "Reporter"]
+
 
 class Reporter:
     """Receives progress events; this base class discards them."""

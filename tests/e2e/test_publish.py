@@ -126,6 +126,29 @@ def test_launch_module_edit_republishes_only_that_app(layered_stack: Built, tmp_
         layered_stack.build()
 
 
+def test_publish_signs_and_drops_a_stale_signature(layered_stack: Built, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from tests.signing.conftest import write_key
+    from venvlayers.layout import METADATA_PATH, SIGNATURE_PATH
+    from venvlayers.signing import AllowedSigners, load_signing_key, verify
+
+    key = load_signing_key(write_key(tmp_path, "k", ed25519.Ed25519PrivateKey.generate()))
+    signers = AllowedSigners.parse(key.allowed_signers_line("ci@example.com"), "test")
+    out = tmp_path / "out"
+    publish(layered_stack, out, sign_key=key)
+    manifest, sig = out / METADATA_PATH, out / SIGNATURE_PATH
+    assert verify(manifest.read_bytes(), sig.read_bytes(), signers).principals == (
+        "ci@example.com",
+    )
+    publish(layered_stack, out)  # unchanged metadata: the signature is still valid, kept
+    assert verify(manifest.read_bytes(), sig.read_bytes(), signers)
+    before = manifest.read_bytes()
+    publish(layered_stack, out, fmt=ArchiveFormat.TAR_GZ)  # other archives: new metadata
+    assert manifest.read_bytes() != before
+    assert not sig.exists()
+
+
 def test_stale_build_is_refused(layered_stack: Built, tmp_path: Path) -> None:
     module = layered_stack.spec.parent / "one.py"
     original = module.read_text()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,11 +75,12 @@ def interpreter_prefix() -> Path:
     return Path(sys.base_prefix)
 
 
-def _import_key(prefix: Path) -> str:
+def _import_key(prefix: Path, minor: str | None = None) -> str:
     h = hashlib.sha256()
     h.update(str(prefix.resolve()).encode())
-    h.update(sys.version.encode())
-    binary = prefix / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    h.update(sys.version.encode() if minor is None else minor.encode())
+    minor = minor or f"{sys.version_info[0]}.{sys.version_info[1]}"
+    binary = prefix / "bin" / f"python{minor}"
     for path in (binary, *sorted(prefix.glob("lib/libpython*.so*"))):
         with contextlib.suppress(OSError):
             st = path.stat()
@@ -122,7 +124,8 @@ def runtime_archive(request: pytest.FixtureRequest) -> RuntimeArchive:
     key = _import_key(prefix)
     home = _pytest_cache_dir(request, _CACHE_PREFIX + key)
     for stale in home.parent.glob(_CACHE_PREFIX + "*"):
-        if stale != home:
+        # other Pythons (`venvlayers-runtime-3.12-KEY`, see import_cached) are kept
+        if stale != home and "." not in stale.name.removeprefix(_CACHE_PREFIX):
             with contextlib.suppress(OSError):
                 remove_tree(stale)
     version = ".".join(map(str, sys.version_info[:3]))
@@ -135,6 +138,44 @@ def runtime_archive(request: pytest.FixtureRequest) -> RuntimeArchive:
             return import_runtime(prefix)
         except RuntimeSourceError as exc:
             pytest.fail(f"cannot import the test interpreter as a runtime: {exc}")
+
+
+def local_cpython(minor: str) -> Path | None:
+    """The install prefix of a CPython `minor` (e.g. "3.12") on this machine, if any.
+
+    Looked for where pyenv and the usual installs put them; `VENVLAYERS_TEST_PYTHON_3_12`
+    (and so on) names one explicitly.
+    """
+    explicit = os.environ.get(f"VENVLAYERS_TEST_PYTHON_{minor.replace('.', '_')}")
+    candidates = [Path(explicit)] if explicit else []
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates += sorted(pyenv.glob(f"{minor}.*"), reverse=True)
+    candidates += [Path("/usr/local"), Path("/usr")]
+    for prefix in candidates:
+        if (prefix / "bin" / f"python{minor}").is_file() and (
+            prefix / "lib" / f"python{minor}"
+        ).is_dir():
+            return prefix
+    return None
+
+
+def import_cached(request: pytest.FixtureRequest, prefix: Path, minor: str) -> RuntimeArchive:
+    """`venvlayers runtime import` of another local CPython, cached like `runtime_archive`."""
+    home = _pytest_cache_dir(request, f"{_CACHE_PREFIX}{minor}-{_import_key(prefix, minor)}")
+    with pytest.MonkeyPatch.context() as mp, _locked(home):
+        mp.setenv("VENVLAYERS_CACHE_DIR", str(home))
+        for cached in reversed(list_runtimes()):
+            if cached.runtime.source == "import" and cached.runtime.version.startswith(minor + "."):
+                return cached.runtime
+        try:
+            return import_runtime(prefix)
+        except RuntimeSourceError as exc:
+            pytest.fail(f"cannot import {prefix} as a runtime: {exc}")
+
+
+def seed_cache(cache_dir: Path, *runtimes: RuntimeArchive) -> list[RuntimeCache]:
+    """A venvlayers cache in `cache_dir` holding each of `runtimes`."""
+    return [_seed(cache_dir, runtime) for runtime in runtimes]
 
 
 def _seed(cache_dir: Path, runtime: RuntimeArchive) -> RuntimeCache:
@@ -171,8 +212,11 @@ def runtime_cache(
 
 __all__ = [
     "RuntimeCache",
+    "import_cached",
     "interpreter_prefix",
+    "local_cpython",
     "runtime_archive",
     "runtime_cache",
     "runtime_cache_dir",
+    "seed_cache",
 ]

@@ -44,10 +44,14 @@ vl-maconly     1.0             -                           py3-none-macosx_11_0_
 vl-winonly     1.0             -                           py3-none-win_amd64, py3-none-win_arm64
 vl-newglibc    1.0             -                           py3-none-manylinux_2_34_{x86_64,aarch64}
 vl-allplat     1.0             -                           cp39-abi3-P for six P (see below)
+vl-universal2  1.0             -                           cp39-abi3-macosx_10_9_universal2,
+                                                           cp39-abi3-manylinux_2_17_x86_64
 vl-sdistonly   1.0             -                           none: vl_sdistonly-1.0.tar.gz only
 vl-foolib      1.0             -                           py3-none-manylinux_2_17_<arch>
 vl-foolib-alt  1.0             -                           py3-none-manylinux_2_17_<arch>
 vl-fooext      1.0             vl-foolib>=1.0              cpXY-cpXY-manylinux_2_17_<arch>
+vl-localfoo    1.0             -                           cpXY-abi3-linux_<arch>
+vl-localext    1.0             vl-localfoo>=1.0            cpXY-cpXY-linux_<arch>
 =============  ==============  ==========================  ===================================
 
 What each is for:
@@ -65,12 +69,17 @@ What each is for:
 - vl-newglibc: only installable with `linux_target = "glibc@2.34"` or newer.
 - vl-allplat: one lock with a different wheel per platform (manylinux_2_17 x86_64 and
   aarch64, macosx_11_0_arm64, macosx_10_12_x86_64, win_amd64, win_arm64).
+- vl-universal2: macOS only as a `universal2` wheel (like pyzmq 27.1.0 and tornado
+  6.5.2), which both macosx_arm64 and macosx_x86_64 accept.
 - vl-sdistonly: no wheel at all, for "wheels only" errors.
 - vl-foolib / vl-foolib-alt: each ships a different `libvlfoo.so` (answer 42 / 43)
   with the same SONAME, for cross-layer libraries and the same-name report.
 - vl-fooext: a C extension linked to libvlfoo.so (DT_NEEDED) with no RPATH/RUNPATH.
+- vl-localfoo / vl-localext: the same library (answer 44) and extension, tagged
+  `linux_<arch>` as `pip wheel`/setuptools/meson-python tag a build made on the machine
+  itself: accepted only from local wheel directories, for that one platform.
 
-`<arch>` is this machine's (`platform.machine()`); the three native packages are only
+`<arch>` is this machine's (`platform.machine()`); the five native packages are only
 built on Linux. Every package has one module named like the distribution
 (`vl_alpha`, ...) with `DISTRIBUTION`, `__version__` and `report()`, which returns
 `{module: {"version": ..., "file": ...}}` for the module and the modules of its
@@ -409,6 +418,11 @@ def _platform_entries() -> list[_Entry]:
         *_platform_wheels(
             "vl-allplat", [(f"cp39-abi3-{p}",) for p in allplat], "a wheel for each platform"
         ),
+        *_platform_wheels(
+            "vl-universal2",
+            [("cp39-abi3-macosx_10_9_universal2",), ("cp39-abi3-manylinux_2_17_x86_64",)],
+            "one universal2 wheel for both Macs (as pyzmq and tornado ship)",
+        ),
     ]
 
 
@@ -526,7 +540,40 @@ def _native_entries(scratch: Path) -> list[_Entry]:
         purelib=False,
     )
     entries.append(_Entry(spec, 0, "extension module linked to libvlfoo.so, no RPATH"))
+    entries += _local_build_entries(scratch, include, ext)
     return entries
+
+
+def _local_build_entries(scratch: Path, include: Path, ext: Path) -> list[_Entry]:
+    """The library/extension pair again, tagged as `pip wheel` tags a build made here."""
+    local = f"linux_{platform.machine()}"
+    major, minor = sys.version_info[:2]
+    source = _VLFOO_C.replace("@ANSWER@", "44").replace("@ORIGIN@", "vl-localfoo")
+    lib = wheels.compile_shared_library(
+        source, scratch / "local" / "libvlfoo.so", soname="libvlfoo.so", include_dirs=[include]
+    )
+    files: dict[str, wheels.FileContent] = dict(
+        _package_files("vl-localfoo", "1.0", extra_code=_FOOLIB_CODE)
+    )
+    files["vl_localfoo/lib/libvlfoo.so"] = lib.read_bytes()
+    lib_spec = WheelSpec(
+        "vl-localfoo", "1.0", files=files, tags=[f"cp{major}{minor}-abi3-{local}"], purelib=False
+    )
+    requires = ["vl-localfoo>=1.0"]
+    files = dict(_package_files("vl-localext", "1.0", requires, extra_code=_FOOEXT_CODE))
+    files[f"vl_localext/{ext.name}"] = ext.read_bytes()
+    ext_spec = WheelSpec(
+        "vl-localext",
+        "1.0",
+        files=files,
+        requires=requires,
+        tags=[f"{wheels.interpreter_tag()}-{local}"],
+        purelib=False,
+    )
+    return [
+        _Entry(lib_spec, 0, "local build (linux_<arch>) shipping libvlfoo.so (answer 44)"),
+        _Entry(ext_spec, 0, "local build (linux_<arch>) of the extension linked to libvlfoo.so"),
+    ]
 
 
 def catalogue_entries(scratch: Path) -> list[_Entry]:

@@ -31,6 +31,21 @@ import zstandard
 
 from .common import ArchiveFormat
 
+__all__ = [
+    "READ_BLOCK",
+    "ChunkCodec",
+    "ChunkedCompressor",
+    "DeflatePieces",
+    "ForwardReader",
+    "OrderedOutput",
+    "PrefetchReader",
+    "XzChunks",
+    "ZstdStream",
+    "chunk_codec",
+    "decompressing_reader",
+    "sniff_format",
+]
+
 _DEFLATE_WINDOW = 32 * 1024
 _GZIP_HEADER = bytes((0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 255))  # no name, mtime 0, OS unknown
 

@@ -16,6 +16,23 @@ from typing import Any, Literal
 
 from ..errors import ArchiveError
 
+__all__ = [
+    "DEFAULT_FORMAT",
+    "DIR_MODE",
+    "EXEC_MODE",
+    "FILE_MODE",
+    "SYMLINK_MODE",
+    "ArchiveFormat",
+    "ArchiveInfo",
+    "EntryKind",
+    "ManifestEntry",
+    "describe_file_type",
+    "extracted_file_mode",
+    "member_parts",
+    "normalised_file_mode",
+    "resolve_link",
+]
+
 
 class ArchiveFormat(StrEnum):
     """A published layer archive's format; the value is its file name suffix."""

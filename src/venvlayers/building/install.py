@@ -19,6 +19,11 @@ from ..locking.pylock import LockedPackage, read_pylock
 from ..progress import NULL_REPORTER, Reporter
 from .wheelcache import WheelTarget, local_wheels
 
+__all__ = [
+    "install_lock_text",
+    "sync_layer",
+]
+
 
 def sync_layer(
     python: Path,

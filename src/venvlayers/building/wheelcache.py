@@ -16,16 +16,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.tags import Tag
 
 from .._util.cache import cache_root
 from .._util.fs import remove_tree
 from .._util.hashing import file_sha256
+from .._util.http import HttpClient
 from ..errors import BuildError
 from ..locking.pylock import LockedPackage, LockedWheel
-from ..platforms import LinuxTarget, TargetPlatform
+from ..platforms import LinuxTarget, TargetPlatform, wheel_tags
 from ..progress import NULL_REPORTER, Reporter
-from ..runtimes.pbs import download_file
+
+__all__ = [
+    "WheelTarget",
+    "choose_wheel",
+    "local_wheels",
+    "wheel_cache_dir",
+]
 
 
 @dataclass(frozen=True)
@@ -38,24 +45,30 @@ class WheelTarget:
     linux_target: LinuxTarget | None = None
     macosx_target: tuple[int, int] | None = None
 
-    def tags(self) -> list[Tag]:
-        major, minor = (int(x) for x in self.py_version.split(".")[:2])
-        plats = self.platform.platform_tags(self.linux_target, self.macosx_target)
-        if self.implementation == "cpython":
-            ordered = list(cpython_tags((major, minor), [f"cp{major}{minor}"], plats))
-            interpreter = f"cp{major}{minor}"
-        else:
-            ordered = []
-            interpreter = f"pp{major}{minor}"
-        ordered += list(compatible_tags((major, minor), interpreter, plats))
-        return ordered
+    def tags(self, *, local_build: bool = False) -> list[Tag]:
+        """Best first; `local_build` adds `linux_<arch>` (for wheels from local files)."""
+        return wheel_tags(
+            self.platform,
+            self.py_version,
+            self.implementation,
+            self.linux_target,
+            self.macosx_target,
+            local_build=local_build,
+        )
 
 
-def choose_wheel(package: LockedPackage, ranking: dict[Tag, int]) -> LockedWheel | None:
-    """The wheel an installer would pick here: the one with the most specific tag."""
+def choose_wheel(
+    package: LockedPackage, ranking: dict[Tag, int], local_ranking: dict[Tag, int] | None = None
+) -> LockedWheel | None:
+    """The wheel an installer would pick here: the one with the most specific tag.
+
+    `local_ranking` ranks the wheels the lock took from local files (a lock accepts
+    `linux_<arch>` local builds for their own platform only).
+    """
     best: tuple[int, LockedWheel] | None = None
     for wheel in package.wheels:
-        ranks = [ranking[t] for t in wheel.tags if t in ranking]
+        ranks_by = local_ranking if local_ranking is not None and wheel.path else ranking
+        ranks = [ranks_by[t] for t in wheel.tags if t in ranks_by]
         if ranks and (best is None or min(ranks) < best[0]):
             best = (min(ranks), wheel)
     return best[1] if best else None
@@ -76,9 +89,10 @@ def local_wheels(
 ) -> dict[str, Path]:
     """A verified local file for each package's wheel for `target`, by package name."""
     ranking = {tag: i for i, tag in enumerate(target.tags())}
+    local_ranking = {tag: i for i, tag in enumerate(target.tags(local_build=True))}
     chosen: dict[str, LockedWheel] = {}
     for package in packages:
-        wheel = choose_wheel(package, ranking)
+        wheel = choose_wheel(package, ranking, local_ranking)
         if wheel is None:
             raise BuildError(
                 f"{layer}: the lock has no wheel of {package.name} {package.version} for "
@@ -115,16 +129,17 @@ def _local_copy(
     cached.parent.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cached.parent.parent))
     try:
-        download_file(
-            wheel.url,
-            tmp / wheel.filename,
-            sha256=wheel.sha256,
-            expected=f"{wheel.filename} with sha256 {wheel.sha256}",
-            advice="check the network or pass a directory holding it with --local-wheels",
-            size=wheel.size,
-            reporter=reporter,
-            error=BuildError,
-        )
+        # plain http is fine here: the lock's sha256 is checked before the file is kept
+        with HttpClient(error=BuildError, insecure=True) as client:
+            client.download(
+                wheel.url,
+                tmp / wheel.filename,
+                sha256=wheel.sha256,
+                size=wheel.size,
+                reporter=reporter,
+                hint=f"expected {wheel.filename} with sha256 {wheel.sha256}; check the network "
+                "or pass a directory holding it with --local-wheels",
+            )
         cached.parent.mkdir(exist_ok=True)
         os.replace(tmp / wheel.filename, cached)
     finally:

@@ -3,39 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from .. import building, locking, planning, publishing, spec as spec_api
 from ..archives.common import DEFAULT_FORMAT
-from .common import (
+from .common import OUT, RichReporter, app, print_json
+from .lock import render_lock_results
+from .options import (
     DEFAULT_SPEC,
-    OUT,
     AllowMissingOpt,
     BuildDirOpt,
-    IncludeOpt,
-    JsonOpt,
-    RichReporter,
-    SpecArg,
-    app,
-    print_json,
-)
-from .lock import IndexOpt, LocalWheelsOpt, render_lock_results
-from .publish import (
     BytecodeOpt,
     FormatOpt,
+    IncludeOpt,
+    IndexOpt,
+    JsonOpt,
+    LocalWheelsOpt,
     OutputDirOpt,
     PublishDependenciesOpt,
     PublishDerivedOpt,
+    SignKeyOpt,
+    SpecArg,
     TagOpt,
-    render_outputs,
 )
+from .publish import load_sign_key, outputs_json, render_outputs
 from .show import render_tree
 
-if TYPE_CHECKING:  # the API is imported when a command runs: --help stays fast
-    from ..building.build import LayerBuildResult
-    from ..spec.stack import LayerSpec, StackSpec
+__all__ = [
+    "build",
+    "render_build_results",
+]
 
 
 @app.command()
@@ -68,6 +68,7 @@ def build(
     fmt: FormatOpt = DEFAULT_FORMAT,
     tag_outputs: TagOpt = False,
     compile_bytecode: BytecodeOpt = False,
+    sign_key: SignKeyOpt = None,
     show: Annotated[bool, typer.Option("--show", help="Show the selected layers first.")] = False,
     show_only: Annotated[
         bool, typer.Option("--show-only", help="Only show what would be done.")
@@ -80,12 +81,8 @@ def build(
     runs in place (`venvlayers run APP --target _build`) and after moving the whole
     build directory.
     """
-    from ..building.build import BuildOptions, build_stack
-    from ..locking.lock import LockOptions, lock_stack
-    from ..publishing.publish import PublishOptions, publish_stack
-    from ..spec.stack import StackSpec
-
-    stack = StackSpec.load(Path(spec))
+    stack = spec_api.StackSpec.load(Path(spec))
+    key = load_sign_key(sign_key) if publish else None
     patterns = tuple(include or ())
     if show or show_only:
         _show_plan(stack, patterns, allow_missing, lock_if_needed, build_derived)
@@ -93,9 +90,9 @@ def build(
             return
     with RichReporter() as reporter:
         if lock_if_needed:
-            locked = lock_stack(
+            locked = locking.lock_stack(
                 stack,
-                LockOptions(
+                locking.LockOptions(
                     include=patterns,
                     allow_missing=allow_missing,
                     if_needed=True,
@@ -106,9 +103,9 @@ def build(
             )
             if any(r.action != "valid" for r in locked) and not json_output:
                 render_lock_results([r for r in locked if r.action != "valid"])
-        results = build_stack(
+        results = building.build_stack(
             stack,
-            BuildOptions(
+            building.BuildOptions(
                 build_dir=_resolve(stack, build_dir),
                 include=patterns,
                 allow_missing=allow_missing,
@@ -121,9 +118,9 @@ def build(
         )
         published = []
         if publish:
-            published = publish_stack(
+            published = publishing.publish_stack(
                 stack,
-                PublishOptions(
+                publishing.PublishOptions(
                     build_dir=_resolve(stack, build_dir),
                     output_dir=None if output_dir is None else output_dir.absolute(),
                     include=patterns,
@@ -133,15 +130,14 @@ def build(
                     fmt=fmt,
                     tag_outputs=tag_outputs,
                     compile_bytecode=compile_bytecode,
+                    sign_key=key,
                 ),
                 reporter,
             )
     if json_output:
         data: dict[str, object] = {"built": [_as_json(r) for r in results]}
         if publish:
-            data["published"] = [
-                {"layer": o.build_name, "action": o.action, "path": str(o.path)} for o in published
-            ]
+            data["published"] = outputs_json(published)
         print_json(data)
         return
     render_build_results(results)
@@ -149,42 +145,40 @@ def build(
         render_outputs(published, False)
 
 
-def _resolve(stack: StackSpec, build_dir: Path | None) -> Path | None:
+def _resolve(stack: spec_api.StackSpec, build_dir: Path | None) -> Path | None:
     if build_dir is None:
         return None
     return build_dir if build_dir.is_absolute() else Path.cwd() / build_dir
 
 
 def _show_plan(
-    stack: StackSpec,
+    stack: spec_api.StackSpec,
     patterns: tuple[str, ...],
     allow_missing: bool,
     lock_if_needed: bool,
     derived: bool,
 ) -> None:
-    from ..planning.lockinfo import lock_info_for
-    from ..planning.overview import stack_status, status_tree_lines
-    from ..spec.graph import select_layers
-
-    selection = select_layers(stack, patterns or None, derived=derived, allow_missing=allow_missing)
+    selection = spec_api.select_layers(
+        stack, patterns or None, derived=derived, allow_missing=allow_missing
+    )
     chosen = {x.build_name for x in (*selection.matched, *selection.derived)}
 
-    def operations(layer: LayerSpec) -> list[str]:
+    def operations(layer: spec_api.LayerSpec) -> list[str]:
         ops = ["lock-if-needed"] if lock_if_needed else []
         ops.append("build" if layer.build_name in chosen or not patterns else "build-if-needed")
         return ops
 
-    status = stack_status(
+    status = planning.stack_status(
         stack,
-        lock_info_for(stack),
+        planning.lock_info_for(stack),
         include=patterns or None,
         allow_missing=allow_missing,
         operations=operations,
     )
-    render_tree(status_tree_lines(status))
+    render_tree(planning.status_tree_lines(status))
 
 
-def _as_json(result: LayerBuildResult) -> dict[str, object]:
+def _as_json(result: building.LayerBuildResult) -> dict[str, object]:
     return {
         "layer": result.build_name,
         "install_target": result.deploy_name,
@@ -195,7 +189,7 @@ def _as_json(result: LayerBuildResult) -> dict[str, object]:
     }
 
 
-def render_build_results(results: list[LayerBuildResult]) -> None:
+def render_build_results(results: list[building.LayerBuildResult]) -> None:
     if OUT.quiet:
         return
     table = Table(show_edge=False, header_style="bold")

@@ -11,7 +11,6 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,9 +23,20 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..progress import Reporter
+
+__all__ = [
+    "COMMAND_ORDER",
+    "OUT",
+    "Output",
+    "RichReporter",
+    "app",
+    "print_json",
+    "say",
+]
 
 
 def _quiet_flag_types() -> None:
@@ -50,8 +60,46 @@ def _quiet_flag_types() -> None:
 
 _quiet_flag_types()
 
+# The pipeline order reads better than the alphabet; commands not listed here follow,
+# sorted by name, so a new command can never be left out.
+COMMAND_ORDER = (
+    "show",
+    "lock",
+    "build",
+    "publish",
+    "sign",
+    "local-export",
+    "push",
+    "pull",
+    "deploy",
+    "run",
+    "status",
+    "remove",
+    "runtime",
+    "fetch",
+    "import",
+    "list",
+    "prune",
+)
+
+
+class _PipelineOrder(TyperGroup):
+    """Lists commands in `COMMAND_ORDER` (in `--help` too), not in import order."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(
+            names,
+            key=lambda n: (
+                COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER),
+                n,
+            ),
+        )
+
+
 app = typer.Typer(
     name="venvlayers",
+    cls=_PipelineOrder,
     help="Package Python applications as layered virtual environment stacks.",
     no_args_is_help=True,
     add_completion=False,
@@ -134,40 +182,6 @@ def _global_options(
     """
     OUT.verbosity = -1 if quiet else min(verbose, 2)
     _configure_logging(OUT.verbosity)
-
-
-# Options shared by several commands, so each reads the same way everywhere.
-SpecArg = Annotated[
-    Path,
-    typer.Argument(
-        help="The stack spec file.",
-        show_default=True,
-        dir_okay=False,
-        metavar="SPEC",
-    ),
-]
-DEFAULT_SPEC = Path("venvstacks.toml")
-IncludeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--include",
-        metavar="PATTERN",
-        help="Only layers whose build name matches this fnmatch pattern (repeatable).",
-    ),
-]
-AllowMissingOpt = Annotated[
-    bool,
-    typer.Option("--allow-missing", help="Do not fail when an --include pattern matches nothing."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-BuildDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--build-dir",
-        metavar="DIR",
-        help="Where layers are built (default: _build beside the spec).",
-    ),
-]
 
 
 class RichReporter(Reporter):

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from .. import deploying
 from .._util.fs import human_size
-from .common import OUT, JsonOpt, RichReporter, app, print_json, say
+from .common import OUT, RichReporter, app, print_json, say
+from .options import InsecureOpt, JsonOpt, NoCompileOpt, TrustedKeysOpt
 
-if TYPE_CHECKING:  # the API is imported when a command runs: `run` starts apps quickly
-    from ..deploying.operations import DeployResult, TargetStatus
+__all__ = [
+    "OptionalTargetOpt",
+    "TargetOpt",
+    "deploy_command",
+    "remove_command",
+    "run_command",
+    "status_command",
+]
 
 TargetOpt = Annotated[
     Path,
@@ -34,8 +42,9 @@ def deploy_command(
     source: Annotated[
         str,
         typer.Argument(
-            help="A published output directory (the one holding __venvstacks__/), "
-            "or its file://, http:// or https:// URL."
+            help="A published output directory (the one holding __venvstacks__/), its "
+            "file:// or https:// URL, an OCI registry reference (oci://HOST/REPO:TAG or "
+            "@sha256:DIGEST) or an OCI image layout (oci-layout:DIR)."
         ),
     ],
     target: TargetOpt,
@@ -54,14 +63,9 @@ def deploy_command(
     force: Annotated[
         bool, typer.Option("--force", help="Reinstall layers that are already deployed.")
     ] = False,
-    no_compile: Annotated[
-        bool,
-        typer.Option(
-            "--no-compile",
-            help="Do not compile bytecode: a faster deploy, but each app's first start "
-            "compiles what it imports (every start, where bytecode cannot be written).",
-        ),
-    ] = False,
+    no_compile: NoCompileOpt = False,
+    trusted_keys: TrustedKeysOpt = None,
+    insecure: InsecureOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Deploy a published stack: verify, unpack, compile, run postinstall, move into place.
@@ -70,22 +74,22 @@ def deploy_command(
     app needs any more are removed. An interrupted deploy leaves the previous one
     working and is finished or cleaned up by the next.
     """
-    from ..deploying.operations import deploy
-
     with RichReporter(bytes_mode=True, transient=True) as reporter:
-        result = deploy(
+        result = deploying.deploy(
             source,
             target,
             apps=tuple(apps or ()),
             platform=platform,
             force=force,
             compile_bytecode=not no_compile,
+            trusted_keys=trusted_keys,
+            insecure=insecure,
             reporter=reporter,
         )
     _render_deploy(result, json_output)
 
 
-def _render_deploy(result: DeployResult, json_output: bool) -> None:
+def _render_deploy(result: deploying.DeployResult, json_output: bool) -> None:
     if json_output:
         print_json(
             {
@@ -109,11 +113,14 @@ def _render_deploy(result: DeployResult, json_output: bool) -> None:
                     for layer in result.layers
                 ],
                 "removed": list(result.removed),
+                "signed_by": result.signed_by.to_dict() if result.signed_by else None,
             }
         )
         return
     if OUT.quiet:
         return
+    if result.signed_by is not None:
+        say(f"signature ok: signed by {result.signed_by.describe()}")
     table = Table(show_edge=False, header_style="bold")
     for column in ("layer", "result", "archive", "installed", "time"):
         table.add_column(column)
@@ -143,15 +150,40 @@ def run_command(
         typer.Argument(help="Arguments for the app (put them after `--`).", show_default=False),
     ] = None,
     target: OptionalTargetOpt = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="SOURCE",
+            help="Deploy what the app needs from SOURCE first (any `deploy` source), into "
+            "--target or a per-user directory for that source; only missing layers are "
+            "fetched.",
+        ),
+    ] = None,
+    trusted_keys: TrustedKeysOpt = None,
+    insecure: InsecureOpt = False,
 ) -> None:
     """Run a deployed (or exported, or built) app: `<layer>/bin/python -m <launch module>`.
 
     Arguments, stdin/stdout and the app's exit code pass straight through. Put the
     app's own arguments after `--` (`venvlayers run one --target DIR -- --verbose`).
+    With `--from oci://registry/team/stack:1.0`, the app is deployed first (like
+    `pipx run`): the first run fetches its layers, later runs only what changed.
     """
-    from ..deploying.run import run_app
-
-    code = run_app(app_name, location=target, args=tuple(args or ()))
+    if source is None:
+        code = deploying.run_app(app_name, location=target, args=tuple(args or ()))
+        raise typer.Exit(code)
+    with RichReporter(bytes_mode=True, transient=True) as reporter:
+        # the deploy's notes and progress go to stderr: stdout is the app's
+        code = deploying.run_from(
+            source,
+            app_name,
+            args=tuple(args or ()),
+            target=target,
+            trusted_keys=trusted_keys,
+            insecure=insecure,
+            reporter=reporter,
+        )
     raise typer.Exit(code)
 
 
@@ -170,9 +202,7 @@ def status_command(
 
     Exits with 1 when a layer is missing or damaged.
     """
-    from ..deploying.inspection import status
-
-    result = status(target if target is not None else Path.cwd(), verify=verify)
+    result = deploying.status(target if target is not None else Path.cwd(), verify=verify)
     if json_output:
         print_json(_status_json(result))
     elif not OUT.quiet:
@@ -183,7 +213,7 @@ def status_command(
         raise typer.Exit(1)
 
 
-def _status_json(result: TargetStatus) -> dict[str, Any]:
+def _status_json(result: deploying.TargetStatus) -> dict[str, Any]:
     return {
         "target": str(result.target),
         "platform": result.platform,
@@ -192,6 +222,8 @@ def _status_json(result: TargetStatus) -> dict[str, Any]:
         "verified": result.verified,
         "damaged": result.damaged,
         "unfinished": result.unfinished,
+        "trusted_keys": result.trusted_keys.to_dict() if result.trusted_keys else None,
+        "signed_by": result.signed_by.to_dict() if result.signed_by else None,
         "roots": dict(result.roots),
         "layers": [
             {
@@ -218,12 +250,20 @@ def _status_json(result: TargetStatus) -> dict[str, Any]:
     }
 
 
-def _render_status(result: TargetStatus) -> None:
+def _render_status(result: deploying.TargetStatus) -> None:
     OUT.stdout.print(
         f"{result.target}: {result.platform}, from {result.source}, updated {result.updated_at}"
     )
     if result.unfinished:
         OUT.stdout.print("an interrupted deploy will be finished by the next deploy")
+    if result.signed_by is not None:
+        OUT.stdout.print(f"signed by {result.signed_by.describe()}", markup=False)
+    if result.trusted_keys is not None:
+        OUT.stdout.print(
+            f"deploys must be signed by a key in {result.trusted_keys.source}:", markup=False
+        )
+        for line in result.trusted_keys.describe():
+            OUT.stdout.print(f"  {line}", markup=False)
     table = Table(show_edge=False, header_style="bold")
     for column in ("layer", "kind", "version", "archive sha256", "installed", "deployed", "state"):
         table.add_column(column)
@@ -267,10 +307,8 @@ def remove_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Remove a deployed app and every layer nothing else needs."""
-    from ..deploying.operations import remove
-
     with RichReporter(transient=True) as reporter:
-        result = remove(target, app_name, reporter=reporter)
+        result = deploying.remove(target, app_name, reporter=reporter)
     if json_output:
         print_json(
             {"target": str(result.target), "root": result.root, "removed": list(result.removed)}

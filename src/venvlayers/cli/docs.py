@@ -23,38 +23,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import PurePath
 from typing import Any
 
+import typer
+
+from .common import COMMAND_ORDER
+from .main import app
+
 __all__ = ["render"]
 
 REGENERATE = "python -m venvlayers.cli.docs > docs/cli.md"
 
-# The pipeline order reads better than the alphabet; commands not listed here follow,
-# sorted by name, so a new command can never be left out.
-_ORDER = (
-    "show",
-    "lock",
-    "build",
-    "publish",
-    "local-export",
-    "deploy",
-    "run",
-    "status",
-    "remove",
-    "runtime",
-    "fetch",
-    "import",
-    "list",
-    "prune",
-)
 
 _TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
 
 
 def render(prog: str = "venvlayers") -> str:
     """The whole CLI reference as Markdown (ends with one newline)."""
-    import typer
-
-    from .main import app
-
     root = typer.main.get_command(app)
     lines = [
         "# CLI reference",
@@ -84,7 +67,7 @@ def render(prog: str = "venvlayers") -> str:
 
 
 def _walk(group: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
-    """Every visible command below `group`, depth first, in `_ORDER`."""
+    """Every visible command below `group`, depth first, in `COMMAND_ORDER`."""
     children = getattr(group, "commands", None) or {}
     for name in sorted(children, key=_order_key):
         command = children[name]
@@ -96,7 +79,7 @@ def _walk(group: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
 
 
 def _order_key(name: str) -> tuple[int, str]:
-    return (_ORDER.index(name) if name in _ORDER else len(_ORDER), name)
+    return (COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER), name)
 
 
 def _section(prog: str, command: Any, path: list[str], *, level: int, title: str) -> list[str]:

@@ -3,40 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from .common import (
+from .. import locking, spec as spec_api
+from .common import OUT, RichReporter, app, print_json
+from .options import (
     DEFAULT_SPEC,
-    OUT,
     AllowMissingOpt,
     IncludeOpt,
+    IndexOpt,
     JsonOpt,
-    RichReporter,
+    LocalWheelsOpt,
     SpecArg,
-    app,
-    print_json,
 )
 
-if TYPE_CHECKING:  # the API is imported when a command runs: --help stays fast
-    from ..locking.lock import LayerLockResult
-
-LocalWheelsOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--local-wheels",
-        metavar="DIR",
-        help="A directory of wheels to use as find-links (repeatable).",
-        file_okay=False,
-    ),
-]
-IndexOpt = Annotated[
-    bool,
-    typer.Option(
-        "--index/--no-index", help="Query package indexes (--no-index: only local wheels)."
-    ),
+__all__ = [
+    "lock",
+    "render_lock_results",
 ]
 
 
@@ -77,13 +63,13 @@ def lock(
 
     Writes `requirements/<layer>/pylock.<layer>.toml`, its `.meta.json` and a
     `packages-<layer>.txt` summary. Relocking keeps existing pins unless --upgrade or
-    --upgrade-package asks to move them.
+    --upgrade-package asks to move them. A lock venvstacks wrote that still matches the
+    spec is adopted: rewritten in this format with the same pins, lock version and
+    lock time.
     """
-    from ..locking.lock import LockOptions, lock_stack
-    from ..spec.stack import StackSpec
 
-    stack = StackSpec.load(Path(spec))
-    options = LockOptions(
+    stack = spec_api.StackSpec.load(Path(spec))
+    options = locking.LockOptions(
         include=tuple(include or ()),
         allow_missing=allow_missing,
         lock_dependencies=lock_dependencies,
@@ -95,14 +81,14 @@ def lock(
         use_index=index,
     )
     with RichReporter() as reporter:
-        results = lock_stack(stack, options, reporter)
+        results = locking.lock_stack(stack, options, reporter)
     if json_output:
         print_json([_as_json(r) for r in results])
         return
     render_lock_results(results)
 
 
-def _as_json(result: LayerLockResult) -> dict[str, object]:
+def _as_json(result: locking.LayerLockResult) -> dict[str, object]:
     return {
         "layer": result.build_name,
         "install_target": result.deploy_name,
@@ -116,7 +102,7 @@ def _as_json(result: LayerLockResult) -> dict[str, object]:
     }
 
 
-def render_lock_results(results: list[LayerLockResult]) -> None:
+def render_lock_results(results: list[locking.LayerLockResult]) -> None:
     if OUT.quiet:
         return
     table = Table(title=None, show_edge=False, header_style="bold")
@@ -125,7 +111,12 @@ def render_lock_results(results: list[LayerLockResult]) -> None:
     for r in results:
         table.add_row(
             str(r.deploy_name),
-            {"locked": "locked (changed)", "relocked": "same pins", "valid": "valid"}[r.action],
+            {
+                "locked": "locked (changed)",
+                "relocked": "same pins",
+                "valid": "valid",
+                "adopted": "adopted",
+            }[r.action],
             str(r.lock_version),
             str(r.packages),
             str(r.shared),

@@ -13,7 +13,22 @@ from collections.abc import Sequence
 import typer
 
 from ..errors import VenvLayersError
-from . import build, common, deploy, lock, publish, runtime, show  # noqa: F401  (command modules register on the app)
+from . import (  # noqa: F401  (command modules register on the app)
+    build,
+    common,
+    deploy,
+    distribution,
+    lock,
+    publish,
+    runtime,
+    show,
+)
+
+__all__ = [
+    "app",
+    "main",
+    "run",
+]
 
 app = common.app
 

@@ -2,71 +2,44 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from .. import publishing, signing, spec as spec_api
 from .._util.fs import human_size
-from ..archives.common import DEFAULT_FORMAT, ArchiveFormat
-from .common import (
+from ..archives.common import DEFAULT_FORMAT
+from .common import OUT, RichReporter, app, print_json, say
+from .options import (
     DEFAULT_SPEC,
-    OUT,
     AllowMissingOpt,
     BuildDirOpt,
+    BytecodeOpt,
+    DryRunOpt,
+    ForceOpt,
+    FormatOpt,
     IncludeOpt,
     JsonOpt,
-    RichReporter,
+    LevelOpt,
+    NoCompileOpt,
+    OutputDirOpt,
+    PublishDependenciesOpt,
+    PublishDerivedOpt,
+    SignKeyOpt,
     SpecArg,
-    app,
-    print_json,
+    TagOpt,
 )
 
-if TYPE_CHECKING:  # the API is imported when a command runs: --help stays fast
-    from ..publishing.publish import LayerOutput
-
-OutputDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--output-dir",
-        "-o",
-        metavar="DIR",
-        help="Output directory (default: _artifacts or _export beside the spec).",
-    ),
-]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only print what would be written.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Redo unchanged layers too.")]
-FormatOpt = Annotated[
-    ArchiveFormat,
-    typer.Option("--format", help="Archive format (tar.zst is fastest; tar.xz as venvstacks)."),
-]
-LevelOpt = Annotated[
-    int | None,
-    typer.Option("--level", metavar="N", help="Compression level (default: per format)."),
-]
-TagOpt = Annotated[
-    bool,
-    typer.Option(
-        "--tag-outputs",
-        help="Name archives `<layer>-<platform>-<build>.<ext>` instead of `<layer>.<ext>`.",
-    ),
-]
-BytecodeOpt = Annotated[
-    bool,
-    typer.Option(
-        "--compile-bytecode",
-        help="Ship checked-hash .pyc files in the archives: a faster deploy (nothing left "
-        "to compile) for about 1.4x larger archives.",
-    ),
-]
-
-
-PublishDependenciesOpt = Annotated[
-    bool, typer.Option("--publish-dependencies", help="With --include: the layers below too.")
-]
-PublishDerivedOpt = Annotated[
-    bool, typer.Option("--publish-derived", help="With --include: the layers above too.")
+__all__ = [
+    "local_export",
+    "outputs_json",
+    "publish",
+    "render_outputs",
 ]
 
 
@@ -87,6 +60,7 @@ def publish(
     level: LevelOpt = None,
     tag_outputs: TagOpt = False,
     compile_bytecode: BytecodeOpt = False,
+    sign_key: SignKeyOpt = None,
     force: ForceOpt = False,
     dry_run: DryRunOpt = False,
     json_output: JsonOpt = False,
@@ -97,11 +71,8 @@ def publish(
     `__venvstacks__/env_metadata/<layer>.json` into the output directory. Unchanged
     layers are skipped.
     """
-    from ..publishing.publish import PublishOptions, publish_stack
-    from ..spec.stack import StackSpec
-
-    stack = StackSpec.load(Path(spec))
-    options = PublishOptions(
+    stack = spec_api.StackSpec.load(Path(spec))
+    options = publishing.PublishOptions(
         build_dir=_absolute(build_dir),
         output_dir=_absolute(output_dir),
         include=tuple(include or ()),
@@ -114,10 +85,75 @@ def publish(
         force=force,
         dry_run=dry_run,
         compile_bytecode=compile_bytecode,
+        sign_key=load_sign_key(sign_key),
     )
     with RichReporter(bytes_mode=True) as reporter:
-        outputs = publish_stack(stack, options, reporter)
+        outputs = publishing.publish_stack(stack, options, reporter)
     render_outputs(outputs, json_output)
+
+
+@app.command("sign")
+def sign_command(
+    output_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="OUTPUT_DIR",
+            file_okay=False,
+            help="A published output directory (the one holding __venvstacks__/).",
+        ),
+    ],
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            metavar="KEY",
+            dir_okay=False,
+            help="The OpenSSH private key to sign with (ed25519, ecdsa or rsa).",
+        ),
+    ],
+    json_output: JsonOpt = False,
+) -> None:
+    """Sign an existing publish: write `__venvstacks__/venvstacks.json.sig`.
+
+    The signing key can live on another machine than the build: copy the output
+    directory there (or just its `__venvstacks__/venvstacks.json`), sign, and copy the
+    `.sig` file back. Targets check it with `deploy --trusted-keys`.
+    """
+    loaded = load_sign_key(key)
+    assert loaded is not None
+    signed = publishing.sign_stack(output_dir.absolute(), loaded)
+    if json_output:
+        print_json(
+            {
+                "signature": str(signed.signature),
+                "key_type": signed.key_type,
+                "fingerprint": signed.fingerprint,
+                "allowed_signers_line": signed.allowed_signers_line,
+            }
+        )
+        return
+    say(f"signed {signed.signature} ({signed.key_type} {signed.fingerprint})")
+    say(f"trust it on targets with this allowed_signers line: {signed.allowed_signers_line}")
+
+
+def load_sign_key(path: Path | None) -> signing.SigningKey | None:
+    """The signing key at `path`, asking for its passphrase when one is needed.
+
+    The passphrase comes from $VENVLAYERS_SIGN_PASSPHRASE, else from a prompt when
+    stdin is a terminal; loaded before any work starts, so a wrong one fails at once.
+    """
+    if path is None:
+        return None
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    try:
+        return signing.load_signing_key(path, passphrase)
+    except signing.SignatureError as exc:
+        if exc.problem != signing.SignatureProblem.PASSPHRASE_REQUIRED or not sys.stdin.isatty():
+            raise
+    return signing.load_signing_key(path, getpass.getpass(f"passphrase for {path}: "))
+
+
+PASSPHRASE_ENV = "VENVLAYERS_SIGN_PASSPHRASE"
 
 
 @app.command("local-export")
@@ -132,14 +168,7 @@ def local_export(
     ] = False,
     force: ForceOpt = False,
     dry_run: DryRunOpt = False,
-    no_compile: Annotated[
-        bool,
-        typer.Option(
-            "--no-compile",
-            help="Do not compile bytecode: a faster export, but each app's first start "
-            "compiles what it imports (every start, where bytecode cannot be written).",
-        ),
-    ] = False,
+    no_compile: NoCompileOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Export built layers as ready-to-run directories (postinstall already run).
@@ -147,11 +176,8 @@ def local_export(
     The export directory holds each layer under its deployed name plus the same
     `__venvstacks__` metadata as a publish (without archive fields).
     """
-    from ..publishing.publish import ExportOptions, export_stack
-    from ..spec.stack import StackSpec
-
-    stack = StackSpec.load(Path(spec))
-    options = ExportOptions(
+    stack = spec_api.StackSpec.load(Path(spec))
+    options = publishing.ExportOptions(
         build_dir=_absolute(build_dir),
         output_dir=_absolute(output_dir),
         include=tuple(include or ()),
@@ -162,25 +188,28 @@ def local_export(
         compile_bytecode=not no_compile,
     )
     with RichReporter() as reporter:
-        outputs = export_stack(stack, options, reporter)
+        outputs = publishing.export_stack(stack, options, reporter)
     render_outputs(outputs, json_output)
 
 
-def render_outputs(outputs: list[LayerOutput], json_output: bool) -> None:
+def outputs_json(outputs: list[publishing.LayerOutput]) -> list[dict[str, object]]:
+    """`publish --json` and the `published` part of `build --publish --json`."""
+    return [
+        {
+            "layer": o.build_name,
+            "install_target": o.deploy_name,
+            "action": o.action,
+            "path": str(o.path),
+            "seconds": round(o.seconds, 3),
+            "metadata": o.metadata,
+        }
+        for o in outputs
+    ]
+
+
+def render_outputs(outputs: list[publishing.LayerOutput], json_output: bool) -> None:
     if json_output:
-        print_json(
-            [
-                {
-                    "layer": o.build_name,
-                    "install_target": o.deploy_name,
-                    "action": o.action,
-                    "path": str(o.path),
-                    "seconds": round(o.seconds, 3),
-                    "metadata": o.metadata,
-                }
-                for o in outputs
-            ]
-        )
+        print_json(outputs_json(outputs))
         return
     if OUT.quiet:
         return

@@ -8,21 +8,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from .. import runtimes
 from .._util.fs import human_size
 from ..errors import RuntimeSourceError
 from ..platforms import TargetPlatform, build_platform, suggest_platform
-from ..runtimes import (
-    CachedRuntime,
-    RuntimeArchive,
-    import_runtime,
-    list_runtimes,
-    obtain_runtime,
-    parse_runtime_name,
-    prune_runtimes,
-    runtime_to_dict,
-    runtimes_dir,
-)
-from .common import OUT, JsonOpt, RichReporter, app, print_json, say
+from .common import OUT, RichReporter, app, print_json, say
+from .options import JsonOpt
+
+__all__ = [
+    "fetch",
+    "import_",
+    "list_",
+    "prune",
+    "runtime_app",
+]
 
 runtime_app = typer.Typer(
     name="runtime",
@@ -32,7 +31,7 @@ runtime_app = typer.Typer(
 app.add_typer(runtime_app, name="runtime")
 
 
-def _describe(runtime: RuntimeArchive) -> str:
+def _describe(runtime: runtimes.RuntimeArchive) -> str:
     return (
         f"{runtime.name} ({runtime.platform}, {runtime.source}) sha256 {runtime.sha256} "
         f"{human_size(runtime.size)}\n  {runtime.path}"
@@ -50,7 +49,7 @@ def fetch(
 ) -> None:
     """Put a runtime into the cache: from the cache, $VENVLAYERS_RUNTIME_MIRROR or a download."""
     try:
-        implementation, version = parse_runtime_name(name)
+        implementation, version = runtimes.parse_runtime_name(name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="NAME") from None
     try:
@@ -64,9 +63,9 @@ def fetch(
             param_hint="--platform",
         ) from None
     with RichReporter(bytes_mode=True, transient=True) as reporter:
-        runtime = obtain_runtime(implementation, version, target, reporter=reporter)
+        runtime = runtimes.obtain_runtime(implementation, version, target, reporter=reporter)
     if json_output:
-        print_json(runtime_to_dict(runtime))
+        print_json(runtimes.runtime_to_dict(runtime))
     else:
         say(_describe(runtime))
 
@@ -87,9 +86,9 @@ def import_(
     Afterwards `cpython@X.Y.Z` resolves to it offline. Linux only for now.
     """
     with RichReporter(transient=True) as reporter:
-        runtime = import_runtime(prefix, name=name, reporter=reporter)
+        runtime = runtimes.import_runtime(prefix, name=name, reporter=reporter)
     if json_output:
-        print_json(runtime_to_dict(runtime))
+        print_json(runtimes.runtime_to_dict(runtime))
     else:
         say(f"imported {_describe(runtime)}")
 
@@ -97,12 +96,12 @@ def import_(
 @runtime_app.command("list")
 def list_(json_output: JsonOpt = False) -> None:
     """Show the cached runtimes: name, platform, source, sha256 and size."""
-    cached = list_runtimes()
+    cached = runtimes.list_runtimes()
     if json_output:
         print_json([_cached_dict(c) for c in cached])
         return
     if not cached:
-        say(f"no runtimes cached in {runtimes_dir()}")
+        say(f"no runtimes cached in {runtimes.runtimes_dir()}")
         return
     table = Table(box=None, pad_edge=False)
     for column in ("runtime", "platform", "source", "sha256", "size"):
@@ -121,8 +120,8 @@ def list_(json_output: JsonOpt = False) -> None:
     OUT.stdout.print(table)
 
 
-def _cached_dict(c: CachedRuntime) -> dict[str, object]:
-    return {**runtime_to_dict(c.runtime), "created": c.created, "notes": list(c.notes)}
+def _cached_dict(c: runtimes.CachedRuntime) -> dict[str, object]:
+    return {**runtimes.runtime_to_dict(c.runtime), "created": c.created, "notes": list(c.notes)}
 
 
 @runtime_app.command("prune")
@@ -149,13 +148,13 @@ def prune(
     """
     for item in keep or ():
         try:
-            parse_runtime_name(item)
+            runtimes.parse_runtime_name(item)
         except ValueError:
             if len(item.removeprefix("sha256:")) != 64:
                 raise RuntimeSourceError(
                     f"--keep {item!r}: give a runtime name (cpython@3.11.7) or a full sha256"
                 ) from None
-    result = prune_runtimes(keep or (), everything=everything, dry_run=dry_run)
+    result = runtimes.prune_runtimes(keep or (), everything=everything, dry_run=dry_run)
     if json_output:
         print_json(
             {

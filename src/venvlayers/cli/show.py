@@ -6,16 +6,14 @@ from pathlib import Path
 
 from rich.tree import Tree
 
-from .common import (
-    DEFAULT_SPEC,
-    OUT,
-    AllowMissingOpt,
-    IncludeOpt,
-    JsonOpt,
-    SpecArg,
-    app,
-    print_json,
-)
+from .. import locking, planning, spec as spec_api
+from .common import OUT, app, print_json
+from .options import DEFAULT_SPEC, AllowMissingOpt, IncludeOpt, JsonOpt, SpecArg
+
+__all__ = [
+    "render_tree",
+    "show",
+]
 
 
 @app.command()
@@ -29,17 +27,22 @@ def show(
 
     A leading `*` marks a layer without a valid lock; versioned layers show
     `build-name -> deployed-name`. Disabled layers (platforms = []) are left out.
+    With --json, each layer also has a `reason`: why its lock is not valid, `adopted
+    the venvstacks lock` for a venvstacks lock that still matches, else null.
     """
-    from ..planning.lockinfo import lock_info_for
-    from ..planning.overview import stack_status, status_tree_lines
-    from ..spec.stack import StackSpec
-
-    stack = StackSpec.load(Path(spec))
-    status = stack_status(stack, lock_info_for(stack), include=include, allow_missing=allow_missing)
+    stack = spec_api.StackSpec.load(Path(spec))
+    states = locking.evaluate_locks(stack)
+    status = planning.stack_status(
+        stack,
+        planning.lock_info_for(stack, states),
+        include=include,
+        allow_missing=allow_missing,
+        reason=planning.lock_reason_for(stack, states) if json_output else None,
+    )
     if json_output:
         print_json(status)
         return
-    render_tree(status_tree_lines(status))
+    render_tree(planning.status_tree_lines(status))
 
 
 def render_tree(rows: list[tuple[int, str]]) -> None:

@@ -7,22 +7,40 @@ and `state` for what a target remembers.
 
 from __future__ import annotations
 
-from .inspection import AppStatus, LayerStatus, TargetStatus, status
-from .operations import DeployResult, LayerResult, RemoveResult, deploy, remove
-from .run import AppCommand, app_command, app_environment, run_app
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "AppCommand",
-    "AppStatus",
-    "DeployResult",
-    "LayerResult",
-    "LayerStatus",
-    "RemoveResult",
-    "TargetStatus",
-    "app_command",
-    "app_environment",
-    "deploy",
-    "remove",
-    "run_app",
-    "status",
-]
+from .._util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .inspection import (
+        AppStatus as AppStatus,
+        LayerStatus as LayerStatus,
+        TargetStatus as TargetStatus,
+        status as status,
+    )
+    from .operations import (
+        DeployResult as DeployResult,
+        LayerResult as LayerResult,
+        RemoveResult as RemoveResult,
+        default_run_target as default_run_target,
+        deploy as deploy,
+        remove as remove,
+        run_from as run_from,
+    )
+    from .run import (
+        AppCommand as AppCommand,
+        app_command as app_command,
+        app_environment as app_environment,
+        run_app as run_app,
+    )
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "inspection": "AppStatus LayerStatus TargetStatus status",
+        "operations": (
+            "DeployResult LayerResult RemoveResult default_run_target deploy remove run_from"
+        ),
+        "run": "AppCommand app_command app_environment run_app",
+    },
+)

@@ -52,6 +52,9 @@ def apply_transaction(target: Path, state: st.DeployState, reporter: Reporter) -
         source=txn.source,
         roots=txn.roots if complete else state.roots,
         layers=layers,
+        # the new trust only with the whole deploy: a half-done one keeps the old
+        trust=txn.trust if complete else state.trust,
+        signed_by=txn.signed_by if complete else state.signed_by,
     )
     final = st.write_state(target, final)
     st.remove_quietly(staging)

@@ -11,6 +11,7 @@ from ..archives.archive import ManifestEntry, verify_tree
 from ..errors import DeployError
 from ..names import DeployName, LayerCategory
 from . import state as st
+from .trust import SignedBy, TrustedKeys
 
 __all__ = ["AppStatus", "LayerStatus", "TargetStatus", "status"]
 
@@ -55,6 +56,10 @@ class TargetStatus:
     unfinished: bool
     """An interrupted deploy is recorded; the next deploy or remove finishes it."""
     verified: bool
+    trusted_keys: TrustedKeys | None = None
+    """The keys every deploy into the target must be signed by (None: any stack)."""
+    signed_by: SignedBy | None = None
+    """Who signed what is deployed (None: its signature was not checked)."""
 
     @property
     def damaged(self) -> bool:
@@ -101,6 +106,8 @@ def status(target: Path, *, verify: bool = False) -> TargetStatus:
         apps=tuple(apps),
         unfinished=state.transaction is not None,
         verified=verify,
+        trusted_keys=state.trust,
+        signed_by=state.signed_by,
     )
 
 

@@ -28,17 +28,22 @@ they keep the files they have open, but cannot import anything new from it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .. import distribution
+from .._util.cache import data_root
 from .._util.proc import clean_env, run
 from ..archives.archive import (
     ExtractedLayer,
@@ -47,17 +52,20 @@ from ..archives.archive import (
     verify_file,
 )
 from ..bytecode import Compiler, CompileResult, cpu_count, source_files
-from ..errors import DeployError
+from ..errors import ArchiveError, DeployError, TransferError
 from ..layout import LAYER_CONFIG, POSTINSTALL
 from ..names import BuildName, DeployName, LayerCategory
 from ..platforms import TargetPlatform, build_platform, suggest_platform
 from ..progress import NULL_REPORTER, Reporter
+from ..published import PublishedLayer, PublishedStack
+from ..selection import Selection
 from . import state as st
 from .commit import apply_transaction, prune_manifests, recover
 from .extract import extractor, uses_workers
 from .inspection import AppStatus, LayerStatus, TargetStatus, status
 from .run import AppCommand, app_command, app_environment, run_app
-from .source import PublishedLayer, Selection, StackSource, select_layers
+from .source import StackSource, select_published
+from .trust import SignedBy, TrustCheck, TrustedKeys, check_signature
 
 __all__ = [
     "AppCommand",
@@ -69,9 +77,11 @@ __all__ = [
     "TargetStatus",
     "app_command",
     "app_environment",
+    "default_run_target",
     "deploy",
     "remove",
     "run_app",
+    "run_from",
     "status",
 ]
 
@@ -105,6 +115,8 @@ class DeployResult:
     layers: tuple[LayerResult, ...]
     removed: tuple[DeployName, ...]
     seconds: float
+    signed_by: SignedBy | None = None
+    """Who signed the stack, when the target requires signatures."""
 
     @property
     def changed(self) -> tuple[LayerResult, ...]:
@@ -126,10 +138,16 @@ def deploy(
     platform: str | TargetPlatform | None = None,
     force: bool = False,
     compile_bytecode: bool = True,
+    trusted_keys: Path | None = None,
+    insecure: bool = False,
     lock_timeout: float | None = None,
     reporter: Reporter = NULL_REPORTER,
 ) -> DeployResult:
     """Deploy the published stack at `source` into the directory `target`.
+
+    `source` is a published directory, its `file://` or `http(s)://` URL, an OCI
+    registry reference (`oci://HOST/REPO:TAG` or `@sha256:...`) or an OCI image layout
+    (`oci-layout:DIR`); plain http to hosts other than loopback needs `insecure`.
 
     `apps` names what to deploy (an app's short name, or a layer's build name or
     install target); with none, every layer published for `platform` (default: this
@@ -141,27 +159,59 @@ def deploy(
     is faster and the first start of each app pays instead (every start, where
     bytecode cannot be written). A `.py` that does not compile is a warning
     (`reporter.note`, `LayerResult.not_compiled`), not a failure. Layers for another
-    CPU cannot run their interpreter here and get no bytecode. `lock_timeout` bounds
-    the wait for another deploy into `target` (None: wait as long as it takes).
-    Raises `DeployError` or `ArchiveError`; the target is then as before (see the
-    module docstring for interruptions).
+    CPU cannot run their interpreter here and get no bytecode. `trusted_keys` (an
+    allowed_signers file) makes the target accept only stacks signed by one of its
+    keys, from now on (see `trust`). `lock_timeout` bounds the wait for another deploy
+    into `target` (None: wait as long as it takes). Raises `DeployError`,
+    `SignatureError` or `ArchiveError`; the target is then as before (see the module
+    docstring for interruptions).
     """
     started = time.monotonic()
-    src = StackSource.parse(source)
+    with StackSource.parse(source, insecure=insecure) as src:
+        return _deploy(
+            src,
+            target,
+            apps,
+            platform,
+            force,
+            compile_bytecode,
+            trusted_keys,
+            lock_timeout,
+            reporter,
+            started,
+        )
+
+
+def _deploy(
+    src: StackSource,
+    target: Path,
+    apps: Sequence[str],
+    platform: str | TargetPlatform | None,
+    force: bool,
+    compile_bytecode: bool,
+    trusted_keys: Path | None,
+    lock_timeout: float | None,
+    reporter: Reporter,
+    started: float,
+) -> DeployResult:
     plat = _target_platform(platform)
     helper_python = _postinstall_python(plat)
     if compile_bytecode and helper_python is not None:
         reporter.note(f"{plat} layers get no bytecode here: their interpreter cannot run here")
         compile_bytecode = False
-    selection = select_layers(src.load(), apps, plat)
     target = Path(target).absolute()
     if target.exists() and not target.is_dir():
         raise DeployError(f"cannot deploy into {target}: it is not a directory")
+    new_trust = TrustedKeys.load(trusted_keys) if trusted_keys is not None else None
+    early = _read_state_unlocked(target)
+    published = src.load(plat)
+    # no hash in the metadata is trusted before its signature is checked
+    trust = _check_trust(published, new_trust, early)
+    selection = select_published(published, apps, plat)
 
     # Phase 1: refuse a damaged local archive before the target is even created.
     verified: set[str] = set()
     if src.is_local:
-        early = _read_state_unlocked(target)
         for layer in _to_install(selection.layers, early, target, force, compile_bytecode):
             _verify_local(src, layer)
             verified.add(layer.archive_sha256)
@@ -172,6 +222,8 @@ def deploy(
         raise DeployError(f"cannot create {target}: {exc.strerror}") from None
     with st.target_lock(target, timeout=lock_timeout, waiting=reporter.note):
         state = recover(target, st.read_state(target) or st.DeployState(), reporter)
+        if new_trust is None and state.trust != trust.keys:  # changed by another deploy
+            trust = _check_trust(published, None, state)
         if state.platform and state.layers and state.platform != str(plat):
             raise DeployError(
                 f"{target} holds a {state.platform} deployment; deploy {plat} layers elsewhere"
@@ -179,7 +231,7 @@ def deploy(
         todo = _to_install(selection.layers, state, target, force, compile_bytecode)
         existed = {x.install_target for x in todo if os.path.lexists(target / x.install_target)}
         stage = _Staging(target, helper_python, compile_bytecode, reporter)
-        state = _prepare_and_record(src, selection, state, todo, stage, plat, verified)
+        state = _prepare_and_record(src, selection, trust, state, todo, stage, plat, verified)
         assert state.transaction is not None
         txn = state.transaction
         state = apply_transaction(target, state, reporter)
@@ -191,9 +243,25 @@ def deploy(
         _layer_result(layer, state, todo, stage, existed=layer.install_target in existed)
         for layer in selection.layers
     )
-    return DeployResult(
-        target, plat, src.text, results, txn.remove, round(time.monotonic() - started, 3)
+    seconds = round(time.monotonic() - started, 3)
+    return DeployResult(target, plat, src.text, results, txn.remove, seconds, trust.signed_by)
+
+
+def _check_trust(
+    published: PublishedStack, new: TrustedKeys | None, state: st.DeployState | None
+) -> TrustCheck:
+    """The keys to require (given, else the target's own) and who signed, if any are."""
+    keys = new if new is not None else (state.trust if state is not None else None)
+    if keys is None:
+        return TrustCheck()
+    signed_by = check_signature(
+        published.raw,
+        published.signature,
+        keys,
+        metadata_name=published.where,
+        signature_name=published.signature_where,
     )
+    return TrustCheck(keys, signed_by)
 
 
 def _target_platform(platform: str | TargetPlatform | None) -> TargetPlatform:
@@ -275,7 +343,8 @@ class _Staging:
 
 def _prepare_and_record(
     src: StackSource,
-    selection: Selection,
+    selection: Selection[PublishedLayer],
+    trust: TrustCheck,
     state: st.DeployState,
     todo: Sequence[PublishedLayer],
     stage: _Staging,
@@ -286,19 +355,23 @@ def _prepare_and_record(
     target, reporter = stage.target, stage.reporter
     token = st.new_token()
     staging = st.state_dir(target) / f"{st.STAGING_PREFIX}{token}"
-    downloads = st.state_dir(target) / f"{st.DOWNLOADS_PREFIX}{token}"
+    # one place for remote archives, kept when a deploy fails or is killed, so that the
+    # next one resumes (`Range`) or reuses them instead of fetching them again
+    downloads = st.state_dir(target) / st.DOWNLOADS
     try:
         staging.mkdir()
         archives = _fetch_archives(src, todo, verified, downloads, reporter)
         records = _stage_layers(todo, archives, staging, stage)
-        txn = _plan(state, selection, records, staging.name, platform, src)
-        return st.write_state(target, _with_transaction(state, txn))
+        txn = _plan(state, selection, records, staging.name, platform, src, trust)
+        state = st.write_state(target, _with_transaction(state, txn))
     except BaseException:
         st.remove_quietly(staging)
         prune_manifests(target, state)  # those of layers staged before the failure
+        with contextlib.suppress(OSError):
+            downloads.rmdir()  # only when empty: partial downloads stay to be resumed
         raise
-    finally:
-        st.remove_quietly(downloads)
+    st.remove_quietly(downloads)  # every archive is staged: nothing left to resume
+    return state
 
 
 def _fetch_archives(
@@ -317,10 +390,23 @@ def _fetch_archives(
                 _verify_local(src, layer)
         else:
             downloads.mkdir(exist_ok=True)
-            archive = downloads / layer.archive_name
-            src.download(layer, archive, reporter)  # checks size and sha256 as it streams
+            archive = downloads / f"{layer.archive_sha256[:32]}-{layer.archive_name}"
+            if not _already_fetched(archive, layer):
+                src.download(layer, archive, reporter)  # checked as it streams; resumable
         found[layer.install_target] = archive
     return found
+
+
+def _already_fetched(archive: Path, layer: PublishedLayer) -> bool:
+    """Whether an earlier, interrupted deploy already downloaded this archive whole."""
+    if not archive.is_file():
+        return False
+    try:
+        verify_file(archive, size=layer.archive_size, sha256=layer.archive_sha256)
+    except ArchiveError:
+        archive.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _stage_layers(
@@ -600,13 +686,14 @@ def _record(
 
 def _plan(
     state: st.DeployState,
-    selection: Selection,
+    selection: Selection[PublishedLayer],
     records: Mapping[DeployName, st.LayerRecord],
     staging: str,
     platform: TargetPlatform,
     src: StackSource,
+    trust: TrustCheck,
 ) -> st.Transaction:
-    new_roots = {str(layer.layer_name): layer.install_target for layer in selection.roots}
+    new_roots = {str(layer.layer_name): layer.install_target for layer in selection.matched}
     roots = new_roots if selection.full else {**state.roots, **new_roots}
     after = st.DeployState(roots=roots, layers={**state.layers, **records})
     needed = after.needed()
@@ -622,17 +709,13 @@ def _plan(
         roots=roots,
         platform=str(platform),
         source=src.text,
+        trust=trust.keys,
+        signed_by=trust.signed_by,
     )
 
 
 def _with_transaction(state: st.DeployState, txn: st.Transaction) -> st.DeployState:
-    return st.DeployState(
-        platform=state.platform,
-        source=state.source,
-        roots=state.roots,
-        layers=state.layers,
-        transaction=txn,
-    )
+    return replace(state, transaction=txn)
 
 
 def _layer_result(
@@ -688,10 +771,70 @@ def remove(
             roots=roots,
             platform=state.platform or "",
             source=state.source,
+            trust=state.trust,
+            signed_by=state.signed_by,
         )
         state = st.write_state(target, _with_transaction(state, txn))
         apply_transaction(target, state, reporter)
     return RemoveResult(target, key, txn.remove)
+
+
+def run_from(
+    source: str | Path,
+    app: str,
+    *,
+    args: Sequence[str] = (),
+    target: Path | None = None,
+    trusted_keys: Path | None = None,
+    insecure: bool = False,
+    reporter: Reporter = NULL_REPORTER,
+) -> int:
+    """Deploy what `app` needs from `source` (only what is missing), then run it.
+
+    Like `pipx run` for a layered stack: the deployment goes to `target`, by default a
+    per-user directory for the source (`default_run_target`), so a second run fetches
+    nothing and a new release fetches only the layers that changed. When the source
+    cannot be reached but the app was deployed before, that copy runs (with a note).
+    Returns the app's exit code.
+    """
+    target = target if target is not None else default_run_target(source)
+    try:
+        deploy(
+            source,
+            target,
+            apps=[app],
+            trusted_keys=trusted_keys,
+            insecure=insecure,
+            reporter=reporter,
+        )
+    except TransferError as exc:
+        state = st.read_state(target) if target.is_dir() else None
+        if state is None or not state.layers:
+            raise
+        reporter.note(f"warning: {exc}; running what is deployed in {target}")
+    return run_app(app, location=target, args=args)
+
+
+def default_run_target(source: str | Path) -> Path:
+    """Where `run --from SOURCE` deploys: one directory per source, tag or digest aside.
+
+    Releases of one repository share a directory, so their common layers are shared
+    and an update fetches only what changed.
+    """
+    text = str(source)
+    if isinstance(source, str) and distribution.is_reference(text):
+        ref = distribution.parse_reference(text)
+        if isinstance(ref, distribution.RegistryReference):
+            base = f"oci://{ref.host}/{ref.repository}"
+        else:
+            base = f"oci-layout:{ref.path.absolute() if ref.path is not None else ref.url}"
+    elif isinstance(source, str) and "://" in text:
+        base = text.rstrip("/")
+    else:
+        base = str(Path(text).absolute())
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", base.split("://", 1)[-1]).strip("-.")[-60:]
+    digest = hashlib.sha256(base.encode()).hexdigest()[:10]
+    return data_root() / "run" / f"{slug}-{digest}"
 
 
 def _find_root(state: st.DeployState, name: str, target: Path) -> str:

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DeployError
-from ..layout import LAYER_CONFIG
+from ..layout import LAYER_CONFIG, MANIFEST, METADATA_DIR
 from . import state as st
-from .source import MANIFEST, METADATA_DIR
 
 __all__ = ["AppCommand", "app_command", "app_environment", "run_app"]
 

@@ -1,367 +1,239 @@
 """Published stacks as `deploy` reads them: where they are, what they hold, what to take.
 
-A source is the folder `venvlayers publish` wrote (a local path, a `file://` URL or an
-`http(s)://` URL of it): archives beside `__venvstacks__/venvstacks.json`. Everything
-here only reads; the metadata is checked in full, and the selection resolved, before a
-deploy touches its target, so that a bad source changes nothing.
+A source is one of:
+
+- the folder `venvlayers publish` wrote (a local path or a `file://` URL): archives
+  beside `__venvstacks__/venvstacks.json`;
+- an `http(s)://` URL of such a folder (any static file server or bucket);
+- an OCI registry reference, `oci://HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]`, or an OCI
+  image layout, `oci-layout:DIR[:TAG]` / `oci-layout:https://...` (see `distribution`):
+  the reference is resolved once, and layers are fetched as blobs by digest.
+
+Everything here only reads; the metadata is checked in full, and the selection resolved,
+before a deploy touches its target, so that a bad source changes nothing. Remote files
+are fetched with the one HTTP client (`_util.http`): verified while they stream, resumed
+with `Range` after an interruption, plain http only to loopback hosts unless `insecure`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from urllib.request import url2pathname
 
-from ..archives.common import ArchiveFormat
-from ..errors import DeployError
-from ..names import BuildName, DeployName, LayerCategory
-from ..platforms import TargetPlatform
+from .. import distribution
+from .._util.http import HttpClient
+from ..errors import DeployError, DistributionError
+from ..layout import MANIFEST, METADATA_DIR, METADATA_PATH, SIGNATURE_PATH
+from ..names import LayerCategory
+from ..platforms import TargetPlatform, build_platform
 from ..progress import Reporter
+from ..published import PublishedLayer, PublishedStack, join_problems, parse_layers
+from ..selection import CycleError, Selection, select
 
-__all__ = [
-    "PublishedLayer",
-    "PublishedStack",
-    "Selection",
-    "StackSource",
-    "check_dir_name",
-    "select_layers",
-]
+__all__ = ["StackSource", "select_published"]
 
-# The names `metadata.py` writes (venvstacks' own), repeated here so that deploying and
-# running do not import the build machinery behind `metadata`.
-METADATA_DIR = "__venvstacks__"
-MANIFEST = "venvstacks.json"
-METADATA_PATH = f"{METADATA_DIR}/{MANIFEST}"
 _MAX_METADATA = 64 << 20  # a manifest of thousands of layers is still far smaller
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_MAX_PROBLEMS = 5
-
-
-def check_dir_name(name: object) -> str:
-    """`name` if it can be a layer directory in a target, else raise `ValueError(reason)`.
-
-    Names come from metadata we did not necessarily write; one that is not a plain
-    file name could make a deploy write outside its target. Names starting with a dot
-    are ours (`.venvlayers`, staging directories).
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError("must be a non-empty string")
-    if name in (".", "..") or any(c in name for c in "/\\\x00:"):
-        raise ValueError(f"{name!r} is not a plain directory name")
-    if name.startswith("."):
-        raise ValueError(f"{name!r} starts with a dot")
-    if len(name.encode("utf-8")) > 200:
-        raise ValueError(f"{name[:20]!r}... is too long")
-    return name
-
-
-@dataclass(frozen=True)
-class PublishedLayer:
-    """One layer of `venvstacks.json`, checked: enough to fetch, verify and install it."""
-
-    category: LayerCategory
-    layer_name: BuildName
-    install_target: DeployName
-    runtime_layer: DeployName
-    required_layers: tuple[DeployName, ...]
-    target_platform: str
-    archive_name: str
-    archive_size: int
-    archive_sha256: str
-    lock_version: int
-    launch_module: str | None
-    metadata: Mapping[str, Any] = field(compare=False, repr=False)
-
-    @property
-    def short_name(self) -> str:
-        """The spec's name for the layer (`one` for `app-one`)."""
-        return self.layer_name.removeprefix(self.category.prefix)
-
-    @property
-    def lower(self) -> tuple[DeployName, ...]:
-        """install_targets of every layer this one needs beside it, runtime last."""
-        if self.category is LayerCategory.RUNTIMES:
-            return ()
-        return (*self.required_layers, self.runtime_layer)
-
-    def describe(self) -> str:
-        return str(self.install_target)
-
-
-@dataclass(frozen=True)
-class PublishedStack:
-    """Every layer a source's `venvstacks.json` lists, in file order."""
-
-    where: str
-    layers: tuple[PublishedLayer, ...]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What a deploy installs: layers in install order (lower first) and the named ones."""
-
-    layers: tuple[PublishedLayer, ...]
-    roots: tuple[PublishedLayer, ...]
-    """The layers asked for (all apps, plus layers no app needs, when none were named)."""
-    full: bool
-    """True when no layer was named: the target is to mirror the stack."""
+_HINT = f"is SOURCE the folder holding {METADATA_DIR}/?"
 
 
 # -- sources ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StackSource:
-    """Where a published stack is: a local directory or a base URL."""
+class StackSource(ABC):
+    """Where a published stack is; a context manager (remote sources hold connections)."""
 
-    text: str
-    directory: Path | None = None
-    base_url: str | None = None
+    is_local = False
 
-    @classmethod
-    def parse(cls, source: str | Path) -> StackSource:
-        """Accept a directory, its `venvstacks.json`, or a `file://`/`http(s)://` URL of either."""
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @staticmethod
+    def parse(source: str | Path, *, insecure: bool = False) -> StackSource:
+        """A directory or its `venvstacks.json`, a `file://`/`http(s)://` URL of either,
+        an `oci://` reference or an `oci-layout:` reference."""
         text = str(source)
+        if isinstance(source, str) and distribution.is_reference(text):
+            return OciSource(text, insecure=insecure)
         scheme = urllib.parse.urlsplit(text).scheme if isinstance(source, str) else ""
         if scheme in ("http", "https"):
-            base = text.rstrip("/")
-            base = base.removesuffix(f"/{METADATA_PATH}").rstrip("/")
-            return cls(text, base_url=base)
+            base = text.rstrip("/").removesuffix(f"/{METADATA_PATH}").rstrip("/")
+            return HttpSource(text, base, insecure=insecure)
         if scheme == "file":
             parts = urllib.parse.urlsplit(text)
             if parts.netloc not in ("", "localhost"):
                 raise DeployError(f"cannot deploy from {text}: only local file:// URLs work")
-            from urllib.request import url2pathname
-
             path = Path(url2pathname(parts.path))
         elif scheme and len(scheme) > 1:
             raise DeployError(
-                f"cannot deploy from {text}: unsupported URL scheme {scheme!r} "
-                "(use a directory, file://, http:// or https://)"
+                f"cannot deploy from {text}: unsupported URL scheme {scheme!r} (use a "
+                "directory, file://, http://, https://, oci:// or oci-layout:)"
             )
         else:
             path = Path(source)
         if path.name == MANIFEST and path.parent.name == METADATA_DIR:
             path = path.parent.parent
-        return cls(text, directory=path.absolute())
+        return DirectorySource(text, path.absolute())
 
-    @property
-    def is_local(self) -> bool:
-        return self.directory is not None
+    @abstractmethod
+    def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
+        """Read and check the stack's metadata (and its signature, if there is one).
 
-    def load(self) -> PublishedStack:
-        """Read and check `__venvstacks__/venvstacks.json`."""
-        if self.directory is not None:
-            path = self.directory / METADATA_PATH
-            if not self.directory.is_dir():
-                raise DeployError(f"cannot deploy from {self.text}: no such directory")
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:
-                raise DeployError(
-                    f"{self.text} is not a published stack: it has no {METADATA_PATH}"
-                ) from None
-            except OSError as exc:
-                raise DeployError(f"cannot read {path}: {exc.strerror}") from None
-            where = str(path)
-        else:
-            assert self.base_url is not None
-            where = f"{self.base_url}/{METADATA_PATH}"
-            raw = _fetch_small(where)
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DeployError(f"{where}: not valid JSON ({exc})") from None
-        return PublishedStack(where, parse_layers(data, where))
+        `platform` picks the manifest of an OCI index (default: this machine's).
+        """
 
     def local_archive(self, layer: PublishedLayer) -> Path:
-        assert self.directory is not None
+        """The archive of `layer`, where it already is (local sources only)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+        """Fetch the layer's archive into `dest`, checking size and sha256 as it streams.
+
+        An interrupted download leaves `dest.partial`, which the next call resumes.
+        """
+
+    def close(self) -> None:  # noqa: B027 (most sources hold nothing to release)
+        """Release connections."""
+
+    def __enter__(self) -> StackSource:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _parse_metadata(
+    raw: bytes, where: str, signature: bytes | None, signature_where: str
+) -> PublishedStack:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DeployError(f"{where}: not valid JSON ({exc})") from None
+    return PublishedStack(where, parse_layers(data, where), raw, signature, signature_where)
+
+
+class DirectorySource(StackSource):
+    """A published directory on this machine."""
+
+    is_local = True
+
+    def __init__(self, text: str, directory: Path) -> None:
+        super().__init__(text)
+        self.directory = directory
+
+    def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
+        path = self.directory / METADATA_PATH
+        if not self.directory.is_dir():
+            raise DeployError(f"cannot deploy from {self.text}: no such directory")
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise DeployError(
+                f"{self.text} is not a published stack: it has no {METADATA_PATH}"
+            ) from None
+        except OSError as exc:
+            raise DeployError(f"cannot read {path}: {exc.strerror}") from None
+        sig = self.directory / SIGNATURE_PATH
+        return _parse_metadata(raw, str(path), _read_if_present(sig), str(sig))
+
+    def local_archive(self, layer: PublishedLayer) -> Path:
         return self.directory / layer.archive_name
 
-    def archive_url(self, layer: PublishedLayer) -> str:
-        assert self.base_url is not None
-        return f"{self.base_url}/{urllib.parse.quote(layer.archive_name)}"
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+        raise AssertionError("local archives are used where they are")
+
+
+class HttpSource(StackSource):
+    """A published directory served over http(s)."""
+
+    def __init__(self, text: str, base_url: str, *, insecure: bool) -> None:
+        super().__init__(text)
+        self.base_url = base_url
+        self.http = HttpClient(error=DeployError, insecure=insecure)
+
+    def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
+        where = f"{self.base_url}/{METADATA_PATH}"
+        raw = self.http.request(
+            "GET", where, expect=(200,), max_size=_MAX_METADATA, action=f"read {where}", hint=_HINT
+        ).content
+        sig_where = f"{self.base_url}/{SIGNATURE_PATH}"
+        reply = self.http.request(
+            "GET", sig_where, expect=(200, 404, 410), action=f"read {sig_where}", hint=_HINT
+        )
+        signature = reply.content if reply.status == 200 else None
+        return _parse_metadata(raw, where, signature, sig_where)
 
     def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
-        """Fetch the layer's archive into the new file `dest`, checking size and sha256."""
-        from ..runtimes.pbs import download_file
-
-        download_file(
-            self.archive_url(layer),
+        self.http.download(
+            f"{self.base_url}/{urllib.parse.quote(layer.archive_name)}",
             dest,
             sha256=layer.archive_sha256,
             size=layer.archive_size,
-            expected=f"{layer.archive_name}, {layer.archive_size} bytes, "
-            f"sha256 {layer.archive_sha256[:16]}...",
-            advice="check that SOURCE is the complete output of `venvlayers publish`",
             reporter=reporter,
-            error=DeployError,
+            hint=f"expected {layer.archive_name}, {layer.archive_size} bytes, sha256 "
+            f"{layer.archive_sha256[:16]}...; check that SOURCE is the complete output of "
+            "`venvlayers publish`",
         )
 
+    def close(self) -> None:
+        self.http.close()
 
-def _fetch_small(url: str) -> bytes:
-    """The whole (small) file at `url`: metadata, whose hash nothing records."""
-    # network modules only for remote sources: `venvlayers run` imports this module
-    import http.client
-    import urllib.error
-    import urllib.request
 
-    from ..runtimes.pbs import download_timeout
+class OciSource(StackSource):
+    """A stack pushed to an OCI registry, or written as an OCI image layout."""
 
-    seconds = download_timeout()
-    request = urllib.request.Request(url, headers={"User-Agent": "venvlayers"})
-    hint = f"is SOURCE the folder holding {METADATA_DIR}/?"
+    def __init__(self, text: str, *, insecure: bool) -> None:
+        super().__init__(text)
+        options = distribution.TransferOptions(insecure=insecure)
+        try:
+            self.reader = distribution.open_stack(text, options)
+        except DistributionError as exc:
+            raise DeployError(f"cannot deploy from {text}: {exc}") from None
+        self.resolved: distribution.ResolvedStack | None = None
+
+    def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
+        self.resolved = resolved = self.reader.resolve(str(platform or build_platform()))
+        where = f"{self.text} ({resolved.manifest_digest[:19]}) {METADATA_PATH}"
+        sig_where = f"{self.text} ({resolved.manifest_digest[:19]}) {SIGNATURE_PATH}"
+        return _parse_metadata(resolved.metadata, where, resolved.signature, sig_where)
+
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+        assert self.resolved is not None, "load() first"
+        self.reader.fetch(self.resolved.layer_blob(layer), dest, reporter)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _read_if_present(path: Path) -> bytes | None:
     try:
-        with urllib.request.urlopen(request, timeout=seconds) as response:
-            data: bytes = response.read(_MAX_METADATA + 1)
-    except urllib.error.HTTPError as exc:
-        raise DeployError(f"cannot read {url}: HTTP {exc.code} {exc.reason} ({hint})") from None
-    except urllib.error.URLError as exc:
-        raise DeployError(f"cannot read {url}: {_reason(exc.reason)}") from None
-    except TimeoutError:
-        raise DeployError(f"cannot read {url}: no response within {seconds:g}s") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise DeployError(f"cannot read {url}: {_reason(exc)}") from None
-    if len(data) > _MAX_METADATA:
-        raise DeployError(f"{url} is larger than {_MAX_METADATA >> 20} MiB; not stack metadata")
-    return data
-
-
-def _reason(reason: object) -> str:
-    if isinstance(reason, TimeoutError):
-        return "timed out"
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror
-    return str(reason) or type(reason).__name__
-
-
-# -- metadata ---------------------------------------------------------------------------
-
-
-class _Bad(Exception):
-    """A field of one layer entry is missing or wrong."""
-
-
-def parse_layers(data: object, where: str) -> tuple[PublishedLayer, ...]:
-    """Every layer entry of a `venvstacks.json` document; all problems reported together."""
-    if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
-        raise DeployError(f"{where}: not a stack manifest (no 'layers' object)")
-    layers: list[PublishedLayer] = []
-    problems: list[str] = []
-    for category in LayerCategory:
-        entries = data["layers"].get(category.value, [])
-        if not isinstance(entries, list):
-            problems.append(f"layers.{category.value} is not a list")
-            continue
-        for index, entry in enumerate(entries):
-            label = f"layers.{category.value}[{index}]"
-            if isinstance(entry, dict) and isinstance(entry.get("layer_name"), str):
-                label += f" ({entry['layer_name']})"
-            try:
-                layers.append(_parse_layer(category, entry))
-            except _Bad as exc:
-                problems.append(f"{label}: {exc}")
-    if problems:
-        raise DeployError(f"{where}: {_join(problems)}")
-    return tuple(layers)
-
-
-def _join(problems: Sequence[str]) -> str:
-    shown = "; ".join(problems[:_MAX_PROBLEMS])
-    more = len(problems) - _MAX_PROBLEMS
-    return f"{shown} (and {more} more)" if more > 0 else shown
-
-
-def _parse_layer(category: LayerCategory, entry: object) -> PublishedLayer:
-    if not isinstance(entry, dict):
-        raise _Bad("not an object")
-    if "archive_name" not in entry:
-        raise _Bad(
-            "has no archive fields (an export directory?); deploy needs the output of "
-            "`venvlayers publish`"
-        )
-    sha = _get(entry, "archive_hashes", dict).get("sha256")
-    if not isinstance(sha, str) or not _SHA256.match(sha):
-        raise _Bad("'archive_hashes.sha256' must be 64 lowercase hex digits")
-    archive_name = _get(entry, "archive_name", str)
-    if check_archive_name(archive_name) is None:
-        raise _Bad(f"'archive_name' {archive_name!r} is not a plain archive file name")
-    size = _get(entry, "archive_size", int)
-    if size < 0:
-        raise _Bad("'archive_size' is negative")
-    platform = _get(entry, "target_platform", str)
-    if platform not in {str(p) for p in TargetPlatform}:
-        raise _Bad(f"unknown 'target_platform' {platform!r}")
-    required = entry.get("required_layers", [])
-    if not isinstance(required, list):
-        raise _Bad("'required_layers' is not a list")
-    launch = entry.get("app_launch_module")
-    if category is LayerCategory.APPLICATIONS:
-        if not isinstance(launch, str) or not all(p.isidentifier() for p in launch.split(".")):
-            raise _Bad(f"'app_launch_module' {launch!r} is not a module name")
-    else:
-        launch = None
-    version = entry.get("lock_version", 1)
-    return PublishedLayer(
-        category=category,
-        layer_name=BuildName(_get(entry, "layer_name", str)),
-        install_target=DeployName(_dir_name(entry, "install_target")),
-        runtime_layer=DeployName(_dir_name(entry, "runtime_layer")),
-        required_layers=tuple(DeployName(_checked(n, "required_layers")) for n in required),
-        target_platform=platform,
-        archive_name=archive_name,
-        archive_size=size,
-        archive_sha256=sha,
-        lock_version=version if isinstance(version, int) and not isinstance(version, bool) else 1,
-        launch_module=launch,
-        metadata=dict(entry),
-    )
-
-
-def check_archive_name(name: str) -> ArchiveFormat | None:
-    """The format of a plain archive file name from metadata, or None if it is unsafe."""
-    try:
-        check_dir_name(name)
-    except ValueError:
+        return path.read_bytes()
+    except FileNotFoundError:
         return None
-    return ArchiveFormat.from_path(Path(name))
-
-
-def _get(entry: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
-    value = entry.get(key)
-    if value is None:
-        raise _Bad(f"{key!r} is missing")
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _Bad(f"{key!r} must be a {kind.__name__}, not {type(value).__name__}")
-    return value
-
-
-def _dir_name(entry: Mapping[str, Any], key: str) -> str:
-    return _checked(_get(entry, key, str), key)
-
-
-def _checked(value: object, key: str) -> str:
-    try:
-        return check_dir_name(value)
-    except ValueError as exc:
-        raise _Bad(f"{key!r}: {exc}") from None
+    except OSError as exc:
+        raise DeployError(f"cannot read {path}: {exc.strerror}") from None
 
 
 # -- selection --------------------------------------------------------------------------
 
 
-def select_layers(
+def select_published(
     stack: PublishedStack, names: Sequence[str], platform: TargetPlatform
-) -> Selection:
+) -> Selection[PublishedLayer]:
     """The layers to deploy for `platform`: the named ones (all if none) and all they need.
 
     A name is an app's short name (`one`), any layer's build name (`app-one`) or
     install target (`app-two@2`). Raises before anything is fetched when a name is
     unknown, a needed layer is missing, or nothing is published for `platform`.
+    `matched` are the layers the target is to keep (its roots): with no names, every
+    app plus every layer no app needs.
     """
     here = [layer for layer in stack.layers if layer.target_platform == str(platform)]
     if not here:
@@ -379,26 +251,41 @@ def select_layers(
                 f"{stack.where}: two layers install into {layer.install_target!r} on {platform}"
             )
         by_target[layer.install_target] = layer
-    full = not names
-    if full:
-        needed_by_apps = {
-            low
-            for layer in here
-            if layer.category is LayerCategory.APPLICATIONS
-            for low in layer.lower
-        }
-        roots = [
-            layer
-            for layer in here
-            if layer.category is LayerCategory.APPLICATIONS
-            or layer.install_target not in needed_by_apps
-        ]
-        wanted = here
-    else:
+    if names:
         roots = _dedup(_find(stack, here, name, platform) for name in names)
-        wanted = roots
-    chosen = _closure(stack.where, wanted, by_target)
-    return Selection(tuple(_install_order(chosen, by_target)), tuple(roots), full)
+    else:
+        apps = [x for x in here if x.category is LayerCategory.APPLICATIONS]
+        needed_by_apps = {low for app in apps for low in app.lower}
+        roots = [x for x in here if x in apps or x.install_target not in needed_by_apps]
+    problems: list[str] = []
+
+    def lower(layer: PublishedLayer) -> list[PublishedLayer]:
+        found = []
+        for low in layer.lower:
+            below = by_target.get(low)
+            if below is None:
+                problems.append(
+                    f"{layer.install_target} requires layer {low!r}, which it does not list"
+                )
+            elif low == layer.runtime_layer and below.category is not LayerCategory.RUNTIMES:
+                problems.append(f"{layer.install_target}: runtime_layer {low!r} is not a runtime")
+            else:
+                found.append(below)
+        return found
+
+    rank = {c: i for i, c in enumerate(LayerCategory)}
+    in_order = sorted(here, key=lambda x: rank[x.category])  # stable: file order within
+    try:
+        selection = select(in_order, roots, lower, _target, full=not names)
+    except CycleError as exc:
+        raise DeployError(f"the stack metadata has a dependency cycle: {exc}") from None
+    if problems:
+        raise DeployError(f"{stack.where}: {join_problems(sorted(set(problems)))}")
+    return selection
+
+
+def _target(layer: PublishedLayer) -> str:
+    return layer.install_target
 
 
 def _find(
@@ -432,56 +319,3 @@ def _dedup(layers: Iterable[PublishedLayer]) -> list[PublishedLayer]:
     for layer in layers:
         seen.setdefault(layer.install_target, layer)
     return list(seen.values())
-
-
-def _closure(
-    where: str, wanted: Iterable[PublishedLayer], by_target: Mapping[str, PublishedLayer]
-) -> dict[str, PublishedLayer]:
-    chosen: dict[str, PublishedLayer] = {}
-    problems: list[str] = []
-    pending = list(wanted)
-    while pending:
-        layer = pending.pop()
-        if layer.install_target in chosen:
-            continue
-        chosen[layer.install_target] = layer
-        for low in layer.lower:
-            found = by_target.get(low)
-            if found is None:
-                problems.append(
-                    f"{layer.install_target} requires layer {low!r}, which it does not list"
-                )
-            elif low == layer.runtime_layer and found.category is not LayerCategory.RUNTIMES:
-                problems.append(f"{layer.install_target}: runtime_layer {low!r} is not a runtime")
-            else:
-                pending.append(found)
-    if problems:
-        raise DeployError(f"{where}: {_join(sorted(set(problems)))}")
-    return chosen
-
-
-def _install_order(
-    chosen: Mapping[str, PublishedLayer], by_target: Mapping[str, PublishedLayer]
-) -> list[PublishedLayer]:
-    """Lower layers before the layers on them; otherwise runtimes, frameworks, apps."""
-    rank = {c: i for i, c in enumerate(LayerCategory)}
-    ordered: list[PublishedLayer] = []
-    state: dict[str, str] = {}
-
-    def visit(layer: PublishedLayer, path: tuple[str, ...]) -> None:
-        mark = state.get(layer.install_target)
-        if mark == "done":
-            return
-        if mark == "active":
-            cycle = " -> ".join([*path, layer.install_target])
-            raise DeployError(f"the stack metadata has a dependency cycle: {cycle}")
-        state[layer.install_target] = "active"
-        for low in layer.lower:
-            visit(by_target[low], (*path, layer.install_target))
-        state[layer.install_target] = "done"
-        ordered.append(layer)
-
-    in_file_order = [layer for layer in by_target.values() if layer.install_target in chosen]
-    for layer in sorted(in_file_order, key=lambda x: rank[x.category]):
-        visit(layer, ())
-    return ordered

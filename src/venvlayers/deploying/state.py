@@ -5,7 +5,7 @@
     TARGET/.venvlayers/state.json           layers, roots, an unfinished transaction
     TARGET/.venvlayers/manifests/<sha>.json installed files of the layer from that archive
     TARGET/.venvlayers/staging-<token>/     layers being prepared (deleted when done)
-    TARGET/.venvlayers/downloads-<token>/   archives fetched from a URL (deleted when done)
+    TARGET/.venvlayers/downloads/           remote archives of an unfinished deploy (resumed)
 
 `state.json` is only ever replaced whole (write, fsync, rename), so a reader sees one
 version or the next. A deploy prepares every new layer in a staging directory first
@@ -29,19 +29,49 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from .._util.fs import format_json, remove_tree, write_atomic
 from ..archives.common import ManifestEntry
 from ..errors import ArchiveError, DeployError
 from ..names import BuildName, DeployName, LayerCategory
+from .trust import SignedBy, TrustedKeys
+
+__all__ = [
+    "DOWNLOADS",
+    "DOWNLOADS_PREFIX",
+    "FORMAT",
+    "LOCK_FILE",
+    "MANIFESTS",
+    "STAGING_PREFIX",
+    "STATE_DIR",
+    "STATE_FILE",
+    "DeployState",
+    "LayerRecord",
+    "Transaction",
+    "exchange",
+    "inode",
+    "manifest_path",
+    "new_token",
+    "now",
+    "read_manifest",
+    "read_state",
+    "remove_quietly",
+    "replace_dir",
+    "restore_aside",
+    "state_dir",
+    "target_lock",
+    "write_manifest",
+    "write_state",
+]
 
 STATE_DIR = ".venvlayers"
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 MANIFESTS = "manifests"
 STAGING_PREFIX = "staging-"
-DOWNLOADS_PREFIX = "downloads-"
+DOWNLOADS_PREFIX = "downloads-"  # older versions: one directory per deploy
+DOWNLOADS = "downloads"  # remote archives of unfinished deploys, by sha256
 FORMAT = 1
 
 
@@ -150,9 +180,13 @@ class Transaction:
     roots: Mapping[str, DeployName]
     platform: str
     source: str | None
+    trust: TrustedKeys | None = None
+    """The keys the target trusts once the transaction is done."""
+    signed_by: SignedBy | None = None
+    """Who signed the stack being deployed (None: not checked)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "staging": self.staging,
             "install": list(self.install),
             "records": {k: v.to_dict() for k, v in self.records.items()},
@@ -161,6 +195,7 @@ class Transaction:
             "platform": self.platform,
             "source": self.source,
         }
+        return {**data, **_trust_fields(self.trust, self.signed_by)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Transaction:
@@ -175,6 +210,7 @@ class Transaction:
                 roots={str(k): DeployName(str(v)) for k, v in data["roots"].items()},
                 platform=str(data["platform"]),
                 source=data.get("source"),
+                **_read_trust_fields(data),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"transaction: {exc!r}") from None
@@ -195,6 +231,10 @@ class DeployState:
     roots: Mapping[str, DeployName] = field(default_factory=dict)
     layers: Mapping[DeployName, LayerRecord] = field(default_factory=dict)
     transaction: Transaction | None = None
+    trust: TrustedKeys | None = None
+    """The allowed_signers a deploy into this target must satisfy (see `trust`)."""
+    signed_by: SignedBy | None = None
+    """Who signed the stack last deployed here, when it was checked."""
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -204,6 +244,7 @@ class DeployState:
             "updated_at": self.updated_at,
             "roots": dict(sorted(self.roots.items())),
             "layers": {k: self.layers[k].to_dict() for k in sorted(self.layers)},
+            **_trust_fields(self.trust, self.signed_by),
         }
         if self.transaction is not None:
             data["transaction"] = self.transaction.to_dict()
@@ -224,6 +265,7 @@ class DeployState:
                 for k, v in data.get("layers", {}).items()
             },
             transaction=Transaction.from_dict(txn) if txn is not None else None,
+            **_read_trust_fields(data),
         )
 
     def needed(self, roots: Mapping[str, DeployName] | None = None) -> set[DeployName]:
@@ -241,6 +283,28 @@ class DeployState:
         return keep
 
 
+class _TrustFields(TypedDict):
+    trust: TrustedKeys | None
+    signed_by: SignedBy | None
+
+
+def _trust_fields(trust: TrustedKeys | None, signed_by: SignedBy | None) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if trust is not None:
+        data["trusted_keys"] = trust.to_dict()
+    if signed_by is not None:
+        data["signed_by"] = signed_by.to_dict()
+    return data
+
+
+def _read_trust_fields(data: Mapping[str, Any]) -> _TrustFields:
+    trust, signed = data.get("trusted_keys"), data.get("signed_by")
+    return _TrustFields(
+        trust=TrustedKeys.from_dict(trust) if trust is not None else None,
+        signed_by=SignedBy.from_dict(signed) if signed is not None else None,
+    )
+
+
 def state_dir(target: Path) -> Path:
     return target / STATE_DIR
 
@@ -256,6 +320,10 @@ def read_state(target: Path) -> DeployState | None:
         raise DeployError(f"cannot read {path}: {exc.strerror}") from None
     try:
         return DeployState.from_dict(json.loads(raw))
+    except KeyError as exc:
+        raise DeployError(
+            f"{path} is damaged (field {exc.args[0]!r} is missing); move it away to start afresh"
+        ) from None
     except (ValueError, TypeError, AttributeError) as exc:
         raise DeployError(f"{path} is damaged ({exc}); move it away to start afresh") from None
 

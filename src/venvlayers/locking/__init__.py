@@ -6,14 +6,26 @@ a lock is still valid for the spec is `state`'s business.
 
 from __future__ import annotations
 
-from .lock import LayerLockResult, LockOptions, lock_stack, lower_pins
-from .state import LockState, evaluate_locks
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "LayerLockResult",
-    "LockOptions",
-    "LockState",
-    "evaluate_locks",
-    "lock_stack",
-    "lower_pins",
-]
+from .._util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .lock import (
+        LayerLockResult as LayerLockResult,
+        LockOptions as LockOptions,
+        lock_stack as lock_stack,
+        lower_pins as lower_pins,
+    )
+    from .state import (
+        LockState as LockState,
+        evaluate_locks as evaluate_locks,
+    )
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "lock": "LayerLockResult LockOptions lock_stack lower_pins",
+        "state": "LockState evaluate_locks",
+    },
+)

@@ -3,6 +3,9 @@
 requirements/<build-name>/pylock.<build-name>.toml       the PEP 751 lock
 requirements/<build-name>/pylock.<build-name>.meta.json  hashes, lock_version, locked_at
 requirements/<build-name>/packages-<build-name>.txt      human-readable summary
+
+In the file names `.` in a build name is spelled `_`, except in the summary's (as
+venvstacks names them).
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..names import BuildName
+
+__all__ = [
+    "LockPaths",
+    "read_metadata",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,12 @@ class LockPaths:
 
     @property
     def summary(self) -> Path:
+        # venvstacks names the summary after the build name as it is (dots included)
+        return self.directory / f"packages-{self.build_name}.txt"
+
+    @property
+    def legacy_summary(self) -> Path:
+        """Where earlier venvlayers versions wrote the summary (`.` spelled `_`); removed."""
         return self.directory / f"packages-{self._stem}.txt"
 
 

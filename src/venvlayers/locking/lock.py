@@ -28,7 +28,7 @@ from ..spec.graph import dependency_levels, select_layers
 from ..spec.stack import LayerSpec, StackSpec
 from .files import LockPaths, read_metadata
 from .pylock import LockedPackage, read_pylock, render_pylock
-from .resolve import LowerPin, ResolveRequest, Targets, resolve_layer
+from .resolve import LowerPin, ResolveRequest, Targets, local_build_wheels, resolve_layer
 from .state import (
     LockInputs,
     LockState,
@@ -36,6 +36,12 @@ from .state import (
     layer_state,
     lock_inputs,
     requirements_hash,
+)
+from .venvstacks import (
+    ADOPTED,
+    fill_shared_wheels,
+    read_venvstacks_lock,
+    version_inputs_hash as venvstacks_version_inputs_hash,
 )
 
 __all__ = ["LayerLockResult", "LockOptions", "lock_stack", "lower_pins"]
@@ -65,13 +71,16 @@ class LayerLockResult:
 
     build_name: BuildName
     deploy_name: DeployName
-    action: str  # "locked" (pins changed), "relocked" (same pins), "valid" (left alone)
+    # "locked" (pins changed), "relocked" (same pins), "valid" (left alone),
+    # "adopted" (a venvstacks lock kept as it is, rewritten in our format)
+    action: str
     reason: str | None
     lock_version: int
     locked_at: str
     packages: int  # installed by this layer
     shared: int  # provided by lower layers
     lock_path: Path
+    local_builds: tuple[str, ...] = ()  # `linux_<arch>` wheels from local directories
 
     @property
     def changed(self) -> bool:
@@ -133,7 +142,26 @@ def lock_stack(
                     hashes[outcome.layer.build_name] = outcome.requirements_hash
     for outcome in pending.values():
         outcome.write()
-    return [pending[x.build_name].result() for x in layers]
+    results = [pending[x.build_name].result() for x in layers]
+    _warn_local_builds(results)
+    return results
+
+
+def _warn_local_builds(results: Sequence[LayerLockResult]) -> None:
+    """One warning per run naming every locally built wheel a (re)locked layer takes.
+
+    A logged warning (the CLI prints it as `warning: ...`); scripts read
+    `LayerLockResult.local_builds`.
+    """
+    found = sorted({w for r in results if r.action != "valid" for w in r.local_builds})
+    if not found:
+        return
+    message = (
+        f"{len(found)} locally built wheel(s) tagged linux_<arch> "
+        f"({', '.join(found)}) only run on machines like the one that built them "
+        "(same glibc or newer, same libraries); publish manylinux wheels to deploy widely"
+    )
+    _LOG.warning("%s", message)
 
 
 def _fill_lower_hashes(
@@ -167,6 +195,8 @@ class _Pending:
         # metadata last: a crash in between leaves a lock that reads as invalid
         for path, text in self.files.items():
             write_if_changed(path, text)
+        if self.paths.legacy_summary != self.paths.summary:
+            self.paths.legacy_summary.unlink(missing_ok=True)
 
     def result(self) -> LayerLockResult:
         meta = self.metadata or {}
@@ -185,6 +215,7 @@ class _Pending:
             packages=sum(1 for p in self.packages if not p.shared),
             shared=sum(1 for p in self.packages if p.shared),
             lock_path=self.paths.pylock,
+            local_builds=tuple(local_build_wheels(self.layer, self.packages)),
         )
 
 
@@ -203,7 +234,16 @@ def _lock_one(
 ) -> _Pending:
     key = f"lock:{layer.build_name}"
     reporter.begin(key, f"lock {layer.build_name}")
-    state = layer_state(stack, layer, lower_hashes)
+    try:
+        known_lower: list[LowerPin] | None = lower_pins(stack, layer, pending)
+    except LockError:
+        known_lower = None  # a lower layer has no lock file: reported below
+    state = layer_state(stack, layer, lower_hashes, known_lower)
+    moving = reset or options.upgrade or bool(options.upgrade_packages)
+    if state.adopted and known_lower is not None and not moving:
+        outcome = _adopt(layer, state, known_lower)
+        reporter.end(key, "adopted")
+        return outcome
     if state.valid and not force:
         reporter.end(key, "valid")
         packages = read_pylock(state.paths.pylock)
@@ -240,7 +280,7 @@ def _lock_one(
         raise
     inputs = lock_inputs(stack, layer, lower_hashes)
     assert inputs is not None  # lower layers are locked (checked above)
-    outcome = _new_lock(layer, state, inputs, packages, lower, cutoff, reason)
+    outcome = _new_lock(stack, layer, state, inputs, packages, lower, cutoff, reason)
     reporter.end(key, "locked" if outcome.action == "locked" else "unchanged")
     return outcome
 
@@ -269,7 +309,67 @@ def lower_pins(
     return pins
 
 
+def _adopt(layer: LayerSpec, state: LockState, lower: list[LowerPin]) -> _Pending:
+    """A venvstacks lock rewritten in our format: same pins, lock_version and locked_at.
+
+    What changes is only what our format adds: our input hashes in the metadata, the
+    wheels of packages provided below (copied from the lower layer's lock, so the file
+    is complete PEP 751), `environments`, and the summary's provider notes.
+    """
+    assert state.inputs is not None and state.metadata is not None
+    packages = fill_shared_wheels(read_pylock(state.paths.pylock), lower)
+    meta = state.metadata
+    version = meta.get("lock_version", 1)
+    metadata = _metadata(
+        state.inputs,
+        requirements_hash(packages),
+        version if isinstance(version, int) else 1,
+        str(meta.get("locked_at")),
+    )
+    files = _lock_files(layer, state.paths, packages, lower, metadata)
+    digest = requirements_hash(packages)
+    return _Pending(layer, state.paths, "adopted", ADOPTED, packages, digest, metadata, files)
+
+
+def _metadata(
+    inputs: LockInputs, digest: str, version: int, locked_at: str | None
+) -> dict[str, object]:
+    return {
+        "lock_input_hash": inputs.lock_input_hash,
+        "lock_version": version,
+        "locked_at": locked_at,
+        "other_inputs_hash": inputs.other_inputs_hash,
+        "requirements_hash": digest,
+        "version_inputs_hash": inputs.version_inputs_hash,
+    }
+
+
+def _lock_files(
+    layer: LayerSpec,
+    paths: LockPaths,
+    packages: list[LockedPackage],
+    lower: list[LowerPin],
+    metadata: dict[str, object],
+) -> dict[Path, str]:
+    text = render_pylock(
+        packages,
+        title=layer.build_name,
+        requires_python=f"=={layer.runtime_spec.py_minor}.*",
+        environments=Targets(layer).environment_markers(),
+    )
+    return {
+        paths.pylock: text,
+        paths.summary: _summary(layer, packages, lower),
+        paths.metadata: format_json(metadata),
+    }
+
+
+def _pin_set(packages: list[LockedPackage]) -> set[tuple[str, str, str, bool]]:
+    return {(p.name, str(p.version), str(p.marker or ""), p.shared) for p in packages}
+
+
 def _new_lock(
+    stack: StackSpec,
     layer: LayerSpec,
     state: LockState,
     inputs: LockInputs,
@@ -278,44 +378,34 @@ def _new_lock(
     cutoff: str | None,
     reason: str | None,
 ) -> _Pending:
-    """The files of a fresh lock; lock_version and locked_at only move if pins did."""
+    """The files of a fresh lock; lock_version and locked_at only move if pins did.
+
+    A previous lock written by venvstacks is compared by its pins (its hashes are not
+    ours), and its version inputs as venvstacks hashed them.
+    """
     paths = state.paths
-    runtime = layer.runtime_spec
-    text = render_pylock(
-        packages,
-        title=layer.build_name,
-        requires_python=f"=={runtime.py_minor}.*",
-        environments=Targets(layer).environment_markers(),
-    )
     new_hash = requirements_hash(packages)
     previous = read_metadata(paths)
-    pins_changed = previous is None or previous.get("requirements_hash") != new_hash
+    old_version_inputs = (previous or {}).get("version_inputs_hash")
+    if read_venvstacks_lock(paths.pylock, previous) is not None:
+        pins_changed = _pin_set(read_pylock(paths.pylock)) != _pin_set(packages)
+        version_changed = old_version_inputs != venvstacks_version_inputs_hash(stack, layer)
+    else:
+        pins_changed = previous is None or previous.get("requirements_hash") != new_hash
+        version_changed = old_version_inputs != inputs.version_inputs_hash
     version = 1
     if layer.versioned:
         last = previous.get("lock_version", 0) if previous else 0
         last = last if isinstance(last, int) else 0
-        bump = pins_changed or (previous or {}).get("version_inputs_hash") != (
-            inputs.version_inputs_hash
-        )
+        bump = pins_changed or version_changed
         version = last + 1 if bump or last == 0 else last
     locked_at = cutoff
     if locked_at is None:
         old = (previous or {}).get("locked_at")
         keep = isinstance(old, str) and not pins_changed
         locked_at = old if keep else datetime.now(UTC).replace(microsecond=0).isoformat()
-    metadata: dict[str, object] = {
-        "lock_input_hash": inputs.lock_input_hash,
-        "lock_version": version,
-        "locked_at": locked_at,
-        "other_inputs_hash": inputs.other_inputs_hash,
-        "requirements_hash": new_hash,
-        "version_inputs_hash": inputs.version_inputs_hash,
-    }
-    files = {
-        paths.pylock: text,
-        paths.summary: _summary(layer, packages, lower),
-        paths.metadata: format_json(metadata),
-    }
+    metadata = _metadata(inputs, new_hash, version, locked_at)
+    files = _lock_files(layer, paths, packages, lower, metadata)
     action = "locked" if pins_changed else "relocked"
     return _Pending(layer, paths, action, reason, packages, new_hash, metadata, files)
 

@@ -31,6 +31,20 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import LockError
 
+__all__ = [
+    "SHARED_CLAUSE",
+    "SHARED_MARKER_VALUE",
+    "LockedPackage",
+    "LockedWheel",
+    "parse_pylock",
+    "parse_pylock_data",
+    "read_pylock",
+    "render_pylock",
+    "source_only",
+    "wheel_filename",
+    "with_shared",
+]
+
 SHARED_MARKER_VALUE = "from_lower_layer"
 SHARED_CLAUSE = f"sys_platform == '{SHARED_MARKER_VALUE}'"
 
@@ -146,10 +160,17 @@ def parse_pylock(text: str, origin: str) -> list[LockedPackage]:
 
 
 def parse_pylock_data(data: Mapping[str, Any], origin: str) -> list[LockedPackage]:
-    """Validate a parsed lock document and return its packages."""
+    """Validate a parsed lock document and return its packages.
+
+    Strict PEP 751 validation, except for one venvstacks convention: a package that a
+    lower layer provides may be listed by name, version and the `from_lower_layer`
+    marker alone, without wheels (venvstacks 0.8 writes them so). Such an entry
+    installs nothing here, so it needs no source; it must still name a valid version.
+    """
     fix = "relock with `venvlayers lock --reset-lock <layer>`"
+    raw_packages = data.get("packages", [])
     try:
-        Pylock.from_dict(data)
+        Pylock.from_dict({**data, "packages": [p for p in raw_packages if not _bare_shared(p)]})
     except PylockValidationError as exc:
         raise LockError(f"{origin}: not a valid PEP 751 lock ({exc}); {fix}") from None
     packages: list[LockedPackage] = []
@@ -159,6 +180,13 @@ def parse_pylock_data(data: Mapping[str, Any], origin: str) -> list[LockedPackag
         except (InvalidMarker, InvalidVersion, InvalidWheelFilename, KeyError, TypeError) as exc:
             raise LockError(f"{origin}: packages[{i}] is invalid ({exc}); {fix}") from None
     return packages
+
+
+def _bare_shared(raw: Any) -> bool:
+    """A venvstacks entry for a package provided below: no wheels, no other source."""
+    if not isinstance(raw, Mapping) or SHARED_MARKER_VALUE not in str(raw.get("marker", "")):
+        return False
+    return not any(raw.get(key) for key in ("wheels", "sdist", "archive", "directory", "vcs"))
 
 
 def read_pylock(path: Path) -> list[LockedPackage]:

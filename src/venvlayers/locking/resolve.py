@@ -22,15 +22,22 @@ from urllib.parse import unquote, urlsplit
 
 import tomlkit
 from packaging.markers import Marker
-from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.tags import Tag
 from packaging.utils import NormalizedName
 
 from .._util.uv import run_uv
 from ..errors import LockError
 from ..names import BuildName
-from ..platforms import TargetPlatform
+from ..platforms import TargetPlatform, wheel_tags
 from ..spec.stack import LayerSpec, StackSpec
 from .pylock import LockedPackage, LockedWheel, parse_pylock_data, with_shared
+
+__all__ = [
+    "LowerPin",
+    "ResolveRequest",
+    "Targets",
+    "resolve_layer",
+]
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class Targets:
     layer: LayerSpec
     marker_envs: Mapping[TargetPlatform, dict[str, str]] = field(init=False)
     tags: Mapping[TargetPlatform, frozenset[Tag]] = field(init=False)
+    local_build_tags: Mapping[TargetPlatform, frozenset[Tag]] = field(init=False)
 
     def __post_init__(self) -> None:
         runtime = self.layer.runtime_spec
@@ -71,18 +79,23 @@ class Targets:
             for p in self.layer.platforms
         }
         object.__setattr__(self, "marker_envs", envs)
-        object.__setattr__(self, "tags", {p: self._tags(p) for p in self.layer.platforms})
+        tags = {p: self._tags(p, local_build=False) for p in self.layer.platforms}
+        object.__setattr__(self, "tags", tags)
+        local = {p: self._tags(p, local_build=True) - tags[p] for p in self.layer.platforms}
+        object.__setattr__(self, "local_build_tags", local)
 
-    def _tags(self, platform: TargetPlatform) -> frozenset[Tag]:
+    def _tags(self, platform: TargetPlatform, *, local_build: bool) -> frozenset[Tag]:
         runtime = self.layer.runtime_spec
-        major, minor = (int(x) for x in runtime.py_version.split(".")[:2])
-        plats = platform.platform_tags(self.layer.linux_target, self.layer.macosx_target)
-        if runtime.implementation == "cpython":
-            found = set(cpython_tags((major, minor), [f"cp{major}{minor}"], plats))
-            found |= set(compatible_tags((major, minor), f"cp{major}{minor}", plats))
-        else:
-            found = set(compatible_tags((major, minor), f"pp{major}{minor}", plats))
-        return frozenset(found)
+        return frozenset(
+            wheel_tags(
+                platform,
+                runtime.py_version,
+                runtime.implementation,
+                self.layer.linux_target,
+                self.layer.macosx_target,
+                local_build=local_build,
+            )
+        )
 
     def matching(self, marker: Marker | None) -> list[TargetPlatform]:
         if marker is None:
@@ -91,7 +104,7 @@ class Targets:
 
     def installable(self, wheel: LockedWheel, platform: TargetPlatform) -> bool:
         tags = self.tags[platform]
-        if any(t in tags for t in wheel.tags):
+        if any(t in tags for t in wheel.tags) or self.local_build(wheel, platform):
             return True
         # PyPy ABI tags (pypy311_pp73) cannot be derived without the interpreter
         runtime = self.layer.runtime_spec
@@ -99,6 +112,19 @@ class Targets:
             t.interpreter.startswith("pp") and t.platform in {x.platform for x in tags}
             for t in wheel.tags
         )
+
+    def local_build(self, wheel: LockedWheel, platform: TargetPlatform) -> bool:
+        """A wheel tagged `linux_<arch>` for exactly this platform, from a local directory.
+
+        That is how `pip wheel`, setuptools and meson-python tag a C extension built on
+        the machine itself: no index may publish one, and it only runs on machines like
+        the build host, but a local build is the user's deliberate choice (venvstacks
+        takes them too). Only from --local-wheels, only for the platform it names.
+        """
+        if not _is_local(wheel):
+            return False
+        tags = self.local_build_tags[platform]
+        return any(t in tags for t in wheel.tags)
 
     def environment_markers(self) -> list[str]:
         """One PEP 508 marker per target platform (the lock's `environments`)."""
@@ -274,6 +300,18 @@ def _postprocess(
     if missing:
         raise LockError(_missing_wheels_message(layer, missing))
     return result
+
+
+def local_build_wheels(layer: LayerSpec, packages: Sequence[LockedPackage]) -> list[str]:
+    """File names of the locally built (`linux_<arch>`) wheels a layer lock takes."""
+    targets = Targets(layer)
+    return sorted(
+        wheel.filename
+        for package in packages
+        if not package.shared
+        for wheel in package.wheels
+        if any(targets.local_build(wheel, p) for p in layer.platforms)
+    )
 
 
 def _one_per_file(wheels: Sequence[LockedWheel]) -> list[LockedWheel]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from ..spec.stack import ApplicationSpec, LayerSpec, StackSpec
 from ..spec.uvconfig import parse_timestamp
 from .files import LockPaths, read_metadata
 from .pylock import LockedPackage, read_pylock
+from .resolve import LowerPin
+from .venvstacks import ADOPTED, adoption_problem, read_venvstacks_lock
 
 __all__ = ["LockInputs", "LockState", "evaluate_locks", "lock_inputs", "requirements_hash"]
 
@@ -112,10 +114,16 @@ class LockState:
     metadata: Mapping[str, Any] | None
     file_hash: str | None  # requirements_hash of the lock file on disk
     problem: str | None  # why the lock is not valid; None if it is
+    adopted: bool = False  # valid as the venvstacks lock it is (not rewritten yet)
 
     @property
     def valid(self) -> bool:
         return self.problem is None
+
+    @property
+    def reason(self) -> str | None:
+        """Why the lock is not valid, `adopted the venvstacks lock`, or None."""
+        return ADOPTED if self.adopted else self.problem
 
     @property
     def lock_version(self) -> int | None:
@@ -169,21 +177,46 @@ def _check(
 
 
 def layer_state(
-    stack: StackSpec, layer: LayerSpec, lower_hashes: Mapping[BuildName, str | None]
+    stack: StackSpec,
+    layer: LayerSpec,
+    lower_hashes: Mapping[BuildName, str | None],
+    lower: Sequence[LowerPin] | None = None,
 ) -> LockState:
+    """The state of one layer's lock; `lower`: the lower layers' pins, if not on disk yet."""
     paths = LockPaths.of(stack.requirements_dir, layer.build_name)
     inputs = lock_inputs(stack, layer, lower_hashes)
     meta = read_metadata(paths)
     file_hash: str | None = None
+    packages: list[LockedPackage] | None = None
     if paths.pylock.exists():
         try:
-            file_hash = requirements_hash(read_pylock(paths.pylock))
+            packages = read_pylock(paths.pylock)
+            file_hash = requirements_hash(packages)
         except LockError:
             file_hash = "unreadable"
     problem = _check(inputs, meta, file_hash, layer.versioned)
     if file_hash == "unreadable":
         problem = "the lock file is not a valid pylock.toml"
-    return LockState(layer, paths, inputs, meta, file_hash, problem)
+    adopted = False
+    if problem is not None and packages is not None and inputs is not None:
+        found = read_venvstacks_lock(paths.pylock, meta)
+        if found is not None:
+            try:
+                pins = lower if lower is not None else _lower_pins_on_disk(stack, layer)
+            except LockError:
+                problem = "a lower layer is not locked"
+                return LockState(layer, paths, inputs, meta, file_hash, problem)
+            problem = adoption_problem(stack, layer, found, packages, pins)
+            adopted = problem is None
+    return LockState(layer, paths, inputs, meta, file_hash, problem, adopted)
+
+
+def _lower_pins_on_disk(stack: StackSpec, layer: LayerSpec) -> list[LowerPin]:
+    pins: list[LowerPin] = []
+    for low in layer.lower_layers:
+        packages = read_pylock(LockPaths.of(stack.requirements_dir, low.build_name).pylock)
+        pins.extend(LowerPin(low.build_name, p) for p in packages if not p.shared)
+    return pins
 
 
 def evaluate_locks(stack: StackSpec) -> dict[BuildName, LockState]:

@@ -2,7 +2,8 @@
 
 The JSON form keeps venvstacks' field names (`spec_name`, `runtimes`, `frameworks`,
 `applications`; per layer `name`, `install_target`, `has_valid_lock`,
-`selected_operations`, `dependencies`).
+`selected_operations`, `dependencies`), and adds `reason` when asked for: why the lock is
+not valid, or `adopted the venvstacks lock`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ from ..names import DeployName
 from ..spec.graph import select_layers
 from ..spec.stack import LayerSpec, StackSpec
 
+__all__ = [
+    "UNLOCKED_VERSION",
+    "LayerStatus",
+    "LockInfo",
+    "StackStatus",
+    "format_layer",
+    "stack_status",
+    "status_tree_lines",
+]
+
 
 class LayerStatus(TypedDict, total=False):
     name: str
     install_target: str
     has_valid_lock: bool
     selected_operations: list[str] | None
+    reason: str | None
     dependencies: list[LayerStatus]
 
 
@@ -42,6 +54,7 @@ def _layer_status(
     operations: Callable[[LayerSpec], list[str] | None],
     *,
     with_deps: bool,
+    reason: Callable[[LayerSpec], str | None] | None = None,
 ) -> LayerStatus:
     valid, deployed = lock_info(layer)
     if deployed is None:
@@ -52,9 +65,11 @@ def _layer_status(
         has_valid_lock=valid,
         selected_operations=operations(layer),
     )
+    if reason is not None:
+        status["reason"] = reason(layer)
     if with_deps and layer.lower_layers:
         status["dependencies"] = [
-            _layer_status(low, lock_info, lambda _x: None, with_deps=False)
+            _layer_status(low, lock_info, lambda _x: None, with_deps=False, reason=reason)
             for low in layer.lower_layers
         ]
     return status
@@ -67,6 +82,7 @@ def stack_status(
     include: Sequence[str] | None = None,
     allow_missing: bool = False,
     operations: Callable[[LayerSpec], list[str] | None] | None = None,
+    reason: Callable[[LayerSpec], str | None] | None = None,
 ) -> StackStatus:
     """The stack (or the `include` selection with dependencies and derived layers)."""
     chosen = select_layers(stack, include, allow_missing=allow_missing).layers
@@ -74,7 +90,7 @@ def stack_status(
 
     def by_category(category: str) -> list[LayerStatus]:
         return [
-            _layer_status(x, lock_info, ops, with_deps=True)
+            _layer_status(x, lock_info, ops, with_deps=True, reason=reason)
             for x in chosen
             if x.category.value == category
         ]

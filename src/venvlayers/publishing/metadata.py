@@ -20,15 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from .._util.fs import format_json, write_atomic
-from ..building.build import LayerPlan
 from ..errors import PublishError
+from ..layout import ENV_METADATA_DIR, MANIFEST, METADATA_DIR
 from ..names import LayerCategory
+from ..planning.plan import LayerPlan
 from ..spec.appmodules import modules_hash
 from ..spec.stack import ApplicationSpec
 
-METADATA_DIR = "__venvstacks__"
-MANIFEST = "venvstacks.json"
-ENV_METADATA_DIR = "env_metadata"
+__all__ = [
+    "ARCHIVE_FIELDS",
+    "ENV_METADATA_DIR",
+    "MANIFEST",
+    "METADATA_DIR",
+    "MetadataDir",
+    "clamp_time",
+    "layer_metadata",
+    "schema",
+]
+
 
 ARCHIVE_FIELDS = (
     "archive_build",

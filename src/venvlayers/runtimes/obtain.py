@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import urllib.parse
 from pathlib import Path
+from urllib.request import url2pathname
 
 from .._util.hashing import file_sha256
+from .._util.http import HttpClient
 from ..errors import RuntimeSourceError
 from ..platforms import TargetPlatform
 from ..progress import NULL_REPORTER, Reporter
@@ -234,16 +237,23 @@ def _fetch_into_cache(
 ) -> RuntimeArchive:
     with staging_dir() as stage:
         target = stage / filename
-        _pbs.download_file(
-            url,
-            target,
-            sha256=sha256,
-            expected=expected,
-            advice=advice,
-            size=size,
-            timeout=timeout,
-            reporter=reporter,
-        )
+        if url.startswith("file:"):  # a mirror directory, or a python_archive file URL
+            _copy_local(url, target, sha256, f"expected {expected}; {advice}")
+        else:
+            # plain http is fine here: the sha256 is known before the first byte arrives;
+            # few retries, since the user waits and has other sources (mirror, import)
+            with HttpClient(
+                error=RuntimeSourceError, timeout=timeout, retries=1, insecure=True
+            ) as client:
+                client.download(
+                    url,
+                    target,
+                    sha256=sha256,
+                    size=size,
+                    resume=False,
+                    reporter=reporter,
+                    hint=f"expected {expected}; {advice}",
+                )
         return commit_entry(
             stage,
             target,
@@ -254,3 +264,16 @@ def _fetch_into_cache(
             origin=url,
             sha256=sha256,
         )
+
+
+def _copy_local(url: str, target: Path, sha256: str, hint: str) -> None:
+    path = Path(url2pathname(urllib.parse.urlsplit(url).path))
+    try:
+        shutil.copyfile(path, target)
+    except FileNotFoundError:
+        raise RuntimeSourceError(f"cannot fetch {path}: no such file ({hint})") from None
+    except OSError as exc:
+        raise RuntimeSourceError(f"cannot read {path}: {exc.strerror} ({hint})") from None
+    actual = file_sha256(target)
+    if actual != sha256:
+        raise RuntimeSourceError(f"{path} does not match its sha256 (got {actual}) ({hint})")

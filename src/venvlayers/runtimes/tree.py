@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
 import tempfile
 import threading
-import zipfile
 from pathlib import Path
 
 from .._util.cache import cache_root
 from .._util.fs import remove_tree
 from .._util.proc import run
-from ..errors import RuntimeSourceError
+from ..archives import extract_archive
+from ..errors import ArchiveError, RuntimeSourceError
 from ..platforms import TargetPlatform
 from .cache import RuntimeArchive
 
@@ -51,9 +50,9 @@ def parse_runtime_name(text: str) -> tuple[str, str]:
 def unpack_runtime(runtime: RuntimeArchive | Path, dest: Path) -> None:
     """Extract a runtime archive so that its single top folder (`python/`) becomes `dest`.
 
-    `dest` must not exist. Extraction uses Python's `data` filter (no absolute paths,
-    no links leaving the tree, no device files) into a temporary sibling that is
-    renamed into place, so a failed unpack leaves nothing at `dest`.
+    `dest` must not exist. The archive is extracted with the layers' safe extractor
+    into a temporary sibling that is renamed into place, so a failed unpack leaves
+    nothing at `dest`.
     """
     archive = runtime.path if isinstance(runtime, RuntimeArchive) else Path(runtime)
     if dest.exists() or dest.is_symlink():
@@ -62,47 +61,17 @@ def unpack_runtime(runtime: RuntimeArchive | Path, dest: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
     try:
         try:
-            _extract(archive, tmp)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            # the one safe extractor (layers use it too): one top folder, no member
+            # or link leaving it, nothing special; what it refuses, it names
+            extracted = extract_archive(archive, tmp)
+        except ArchiveError as exc:
             raise RuntimeSourceError(
                 f"cannot unpack runtime archive {archive}: {exc}; remove it from the cache "
                 "(`venvlayers runtime prune`) or fetch it again"
             ) from None
-        tops = list(tmp.iterdir())
-        if len(tops) != 1 or not tops[0].is_dir() or tops[0].is_symlink():
-            names = ", ".join(sorted(p.name for p in tops)) or "nothing"
-            raise RuntimeSourceError(
-                f"runtime archive {archive} should hold one top folder (python/), not {names}"
-            )
-        os.rename(tops[0], dest)
+        os.rename(extracted.path, dest)
     finally:
         remove_tree(tmp)
-
-
-def _extract(archive: Path, dest: Path) -> None:
-    # by content, not name: an explicit python_archive URL may be called anything
-    with archive.open("rb") as f:
-        magic = f.read(4)
-    if magic == b"PK\x03\x04":
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                parts = Path(info.filename).parts
-                if info.filename.startswith(("/", "\\")) or ".." in parts:
-                    raise ValueError(f"unsafe member {info.filename!r}")
-            zf.extractall(dest)
-        return
-    if magic == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
-        with (
-            archive.open("rb") as raw,
-            zstandard.ZstdDecompressor().stream_reader(raw) as zr,
-            tarfile.open(fileobj=zr, mode="r|") as tf,
-        ):
-            tf.extractall(dest, filter="data")
-        return
-    with tarfile.open(archive, mode="r:*") as tf:
-        tf.extractall(dest, filter="data")
 
 
 def unpacked_runtime(runtime: RuntimeArchive) -> Path:

@@ -1,6 +1,6 @@
 """Field-level validation of layer tables, collecting every problem with its location.
 
-Kept apart from `spec.py` so that the spec types stay readable; every check here
+Kept apart from `stack.py` so that the spec types stay readable; every check here
 reports through `Problems` instead of raising, so one run reports all mistakes.
 """
 
@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
@@ -25,10 +26,16 @@ from ..platforms import (
     parse_macosx_target,
     suggest_platform,
 )
+from .layers import CommonArgs, LayerSpec
 from .uvconfig import UvConfig
 
-if TYPE_CHECKING:
-    from .stack import LayerSpec
+__all__ = [
+    "KNOWN_KEYS",
+    "LayerFields",
+    "LayerReader",
+    "Problems",
+    "read_launch_modules",
+]
 
 _COMMON_KEYS = (
     "name",
@@ -107,18 +114,25 @@ class LayerFields:
         """No error was reported for this layer so far."""
         return len(self.problems.errors) == self.error_count_at_start
 
-    def common_kwargs(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "index": self.index,
-            "requirements": self.requirements,
-            "versioned": self.versioned,
-            "linux_target": self.linux_target,
-            "macosx_target": self.macosx_target,
-            "dynlib_exclude": self.dynlib_exclude,
-            "priority_indexes": self.priority_indexes,
-            "index_overrides": dict(self.index_overrides or {}),
-        }
+    def common_args(
+        self,
+        platforms: tuple[TargetPlatform, ...],
+        package_indexes: Mapping[NormalizedName, str],
+    ) -> CommonArgs:
+        """The fields every layer type takes, with the platforms and indexes read for it."""
+        return CommonArgs(
+            name=self.name,
+            index=self.index,
+            requirements=self.requirements,
+            platforms=platforms,
+            versioned=self.versioned,
+            linux_target=self.linux_target,
+            macosx_target=self.macosx_target,
+            dynlib_exclude=self.dynlib_exclude,
+            package_indexes=MappingProxyType(dict(package_indexes)),
+            priority_indexes=self.priority_indexes,
+            index_overrides=dict(self.index_overrides or {}),
+        )
 
 
 class LayerReader:
@@ -497,7 +511,8 @@ def read_launch_modules(
             f"a support module is named {launch.stem!r} like the launch module; rename one",
         )
         return None
-    return launch, tuple(sorted(paths, key=lambda p: p.stem))
+    # the spec's order, as venvstacks keeps it (published as `app_support_modules`)
+    return launch, tuple(paths)
 
 
 def _module_path(

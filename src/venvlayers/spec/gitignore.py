@@ -1,23 +1,21 @@
-"""Our own reading of `.gitignore` files, for when git itself cannot be asked.
+"""Reading `.gitignore` files the way git does, for when git itself cannot be asked.
 
 Application modules are filtered the way git would filter them. Where git is installed
 and the module lives in a work tree, `appmodules` asks git; this module is the fallback
-(no git, no repository, a source tree unpacked from an archive) and follows the rules
-of gitignore(5) and git's `wildmatch`:
+(no git, no repository, a source tree unpacked from an archive).
 
-- blank lines and lines starting with `#` match nothing; trailing spaces are dropped
-  unless escaped with a backslash; `\\#` and `\\!` start a pattern with a literal `#`/`!`;
-- `!` re-includes what an earlier pattern excluded, but never below an excluded
-  directory (git does not look inside those);
-- a pattern with a `/` at its start or in its middle is relative to the directory of
-  its `.gitignore`; otherwise it matches a name at any depth below it;
-- a trailing `/` matches directories only;
-- `*` and `?` never match `/`; `[...]` is a bracket expression (`!`/`^` negation, ranges,
-  `[:alpha:]`-style classes) that never matches `/`;
-- `**/` at the start, `/**` at the end and `/**/` in the middle match across
-  directories; any other `**` is an ordinary `*`;
-- within one file the last matching pattern wins, and a `.gitignore` deeper in the tree
-  overrides those above it.
+The pattern rules (gitignore(5) and git's wildmatch) are pathspec's `GitIgnoreSpec`,
+not ours. What is ours is the walk, which git's rules shape too: a `.gitignore` applies
+to its own directory and below, a deeper one overrides those above it, nothing below an
+ignored directory can be re-included (git does not look inside), and a directory with
+its own `.git` starts afresh.
+
+Where pathspec 1.1 and git disagree, git wins, in as few lines as possible (each case
+is in the table of `tests/test_appmodules.py`, which checks every rule against a real
+git): a carriage return ending a line is dropped; POSIX classes in brackets
+(`[[:digit:]]`) are spelled out as ranges, and a class git does not know, a reversed
+range or any line pathspec cannot read makes that line match nothing; a negated
+bracket never matches `/`; `dir/**` matches what is inside `dir`, not `dir` itself.
 
 Paths are POSIX strings relative to the root of the rules (the work tree's top).
 """
@@ -29,8 +27,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["IgnoreRules", "Pattern", "find_root", "list_files", "parse_line", "parse_text"]
+from pathspec import GitIgnoreSpec
+from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+
+__all__ = ["IgnoreRules", "find_root", "list_files"]
 
 IGNORE_FILE = ".gitignore"
 
@@ -38,92 +40,44 @@ IGNORE_FILE = ".gitignore"
 _CLASSES = {
     "alnum": "a-zA-Z0-9",
     "alpha": "a-zA-Z",
-    "blank": " \\t",
-    "cntrl": "\\x00-\\x1f\\x7f",
+    "blank": " \t",
+    "cntrl": "\x00-\x1f\x7f",
     "digit": "0-9",
-    "graph": "\\x21-\\x7e",
+    "graph": "\x21-\x7e",
     "lower": "a-z",
-    "print": "\\x20-\\x7e",
+    "print": "\x20-\x7e",
     "punct": "!-/:-@\\[-`{-~",
-    "space": " \\t\\n\\r\\f\\v",
+    "space": " \t\n\r\f\v",
     "upper": "A-Z",
     "xdigit": "0-9A-Fa-f",
 }
-
-
-class _NeverMatches(Exception):
-    """The pattern is malformed in a way that makes git's wildmatch give up on it."""
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """One usable line of a `.gitignore`."""
-
-    text: str  # the line as written (for messages and debugging)
-    base: str  # directory of its .gitignore relative to the rules' root; "" for the root
-    negated: bool
-    dir_only: bool
-    regex: re.Pattern[str]  # matched against the path relative to `base`
-
-    def matches(self, path: str, *, is_dir: bool) -> bool:
-        if self.dir_only and not is_dir:
-            return False
-        if self.base:
-            if not path.startswith(self.base + "/"):
-                return False
-            path = path[len(self.base) + 1 :]
-        return self.regex.fullmatch(path) is not None
-
-
-def parse_line(line: str, base: str = "") -> Pattern | None:
-    """The pattern on one `.gitignore` line, or None if the line can never match."""
-    text = line[:-1] if line.endswith("\r") else line
-    if not text or text.startswith("#"):
-        return None
-    body = _trim_trailing_spaces(text)
-    negated = body.startswith("!")
-    if negated:
-        body = body[1:]
-    dir_only = body.endswith("/")
-    if dir_only:
-        body = body[:-1]
-    if not body:
-        return None
-    anchored = "/" in body
-    if body.startswith("/"):
-        body = body[1:]
-    try:
-        glob = _translate(body)
-    except _NeverMatches:
-        return None
-    # An unanchored pattern matches the last component of a path at any depth.
-    regex = glob if anchored else f"(?:.*/)?{glob}"
-    return Pattern(text, base, negated, dir_only, re.compile(regex, re.DOTALL))
-
-
-def parse_text(text: str, base: str = "") -> tuple[Pattern, ...]:
-    """Every usable pattern of a `.gitignore` file's content, in order."""
-    text = text.removeprefix("\ufeff")  # git skips a UTF-8 byte order mark
-    found = (parse_line(line, base) for line in text.split("\n"))
-    return tuple(p for p in found if p is not None)
+_CLASS_RE = re.compile(r"\[:([a-z]*):\]")
 
 
 @dataclass(frozen=True)
 class IgnoreRules:
-    """The patterns in force for some directory, shallowest `.gitignore` first."""
+    """The `.gitignore` files in force for some directory, shallowest first."""
 
-    patterns: tuple[Pattern, ...] = ()
+    files: tuple[tuple[str, GitIgnoreSpec], ...] = ()
+    """(directory relative to the root, its patterns)."""
 
     def with_text(self, text: str, base: str = "") -> IgnoreRules:
         """These rules plus a `.gitignore` in directory `base`, which takes precedence."""
-        added = parse_text(text, base)
-        return IgnoreRules(self.patterns + added) if added else self
+        lines = text.removeprefix("\ufeff").split("\n")
+        patterns = [p for p in map(_pattern, lines) if p is not None and p.include is not None]
+        if not patterns:
+            return self
+        return IgnoreRules((*self.files, (base, GitIgnoreSpec(patterns))))
 
     def matches(self, path: str, *, is_dir: bool) -> bool:
-        """Whether `path` itself is ignored, judging by the last pattern matching it."""
-        for pattern in reversed(self.patterns):
-            if pattern.matches(path, is_dir=is_dir):
-                return not pattern.negated
+        """Whether `path` itself is ignored, judging by the deepest file with a say."""
+        for base, spec in reversed(self.files):
+            if base and not path.startswith(base + "/"):
+                continue
+            rel = path[len(base) + 1 :] if base else path
+            result = spec.check_file(rel + "/" if is_dir else rel)
+            if result.include is not None:
+                return result.include
         return False
 
     def excludes(self, path: str, *, is_dir: bool) -> bool:
@@ -137,6 +91,44 @@ class IgnoreRules:
             if self.matches("/".join(parts[:depth]), is_dir=True):
                 return True
         return self.matches(path, is_dir=is_dir)
+
+
+class _GitPattern(GitIgnoreSpecPattern):
+    """pathspec's pattern, except that a negated bracket never matches `/` (as in git)."""
+
+    @classmethod
+    def pattern_to_regex(cls, pattern: Any) -> tuple[Any, bool | None]:
+        regex, include = super().pattern_to_regex(pattern)
+        if isinstance(regex, str):
+            regex = _NEGATED_CLASS_RE.sub(r"\1[^/", regex)
+        return regex, include
+
+
+# an unescaped `[^` opening a negated character class in pathspec's regex
+_NEGATED_CLASS_RE = re.compile(r"((?:^|[^\\])(?:\\\\)*)\[\^")
+
+
+def _pattern(line: str) -> _GitPattern | None:
+    """The pattern of one `.gitignore` line as git reads it, or None if it matches nothing."""
+    line = line.removesuffix("\r")
+    if "[:" in line:
+        unknown = False
+
+        def spell_out(match: re.Match[str]) -> str:
+            nonlocal unknown
+            ranges = _CLASSES.get(match.group(1))
+            unknown = unknown or ranges is None
+            return ranges or ""
+
+        line = _CLASS_RE.sub(spell_out, line)
+        if unknown:
+            return None
+    if line.endswith("/**") and not line.endswith("\\/**"):
+        line += "/*"  # the contents, at any depth, but not the directory itself
+    try:
+        return _GitPattern(line)
+    except (ValueError, re.error):  # GitIgnorePatternError is a ValueError
+        return None
 
 
 def find_root(top: Path, boundary: Path | None = None) -> Path:
@@ -223,128 +215,3 @@ def _read_ignore_file(directory: Path) -> str:
     if path.is_symlink() or not path.is_file():
         return ""
     return path.read_bytes().decode("utf-8", "surrogateescape")
-
-
-def _trim_trailing_spaces(text: str) -> str:
-    """Drop trailing spaces, keeping any escaped with a backslash (git's rule)."""
-    last_space: int | None = None
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == " ":
-            if last_space is None:
-                last_space = i
-        elif char == "\\":
-            i += 1
-            if i == len(text):
-                return text  # a lone trailing backslash: git leaves the line as it is
-            last_space = None
-        else:
-            last_space = None
-        i += 1
-    return text if last_space is None else text[:last_space]
-
-
-def _translate(glob: str) -> str:
-    """A regular expression for a wildmatch pattern (leading `/` already removed)."""
-    out: list[str] = []
-    i, n = 0, len(glob)
-    while i < n:
-        char = glob[i]
-        if char == "\\":
-            if i + 1 == n:
-                raise _NeverMatches  # an escape with nothing to escape
-            out.append(re.escape(glob[i + 1]))
-            i += 2
-        elif char == "*":
-            start = i
-            while i < n and glob[i] == "*":
-                i += 1
-            after_slash = start == 0 or glob[start - 1] == "/"
-            before_slash = i == n or glob[i] == "/"
-            if i - start >= 2 and after_slash and before_slash:
-                if i == n:
-                    out.append(".*")  # `/**` at the end (or `**` alone): everything inside
-                else:
-                    out.append("(?:.*/)?")  # `**/` and `/**/`: zero or more directories
-                    i += 1
-            else:
-                out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-            i += 1
-        elif char == "[":
-            regex, i = _bracket(glob, i)
-            out.append(regex)
-        else:
-            out.append(re.escape(char))
-            i += 1
-    return "".join(out)
-
-
-def _bracket(glob: str, start: int) -> tuple[str, int]:
-    """Translate the bracket expression at `glob[start] == "["`; return it and the next index.
-
-    Mirrors wildmatch: the first character (after `!`/`^`) is a member even if it is
-    `]`; `-` between two members makes a range (a reversed range matches nothing);
-    `[:name:]` is a class and an unknown class or a missing `]` makes the whole pattern
-    unusable. A bracket never matches `/`.
-    """
-    n = len(glob)
-    i = start + 1
-    negated = i < n and glob[i] in "!^"
-    if negated:
-        i += 1
-    members: list[str] = []
-    previous: str | None = None  # the last single character, which may start a range
-    first = True
-    while True:
-        if i >= n:
-            raise _NeverMatches
-        char = glob[i]
-        if char == "]" and not first:
-            break
-        first = False
-        if char == "\\":
-            i += 1
-            if i >= n:
-                raise _NeverMatches
-            members.append(re.escape(glob[i]))
-            previous = glob[i]
-        elif char == "-" and previous is not None and i + 1 < n and glob[i + 1] != "]":
-            i += 1
-            high = glob[i]
-            if high == "\\":
-                i += 1
-                if i >= n:
-                    raise _NeverMatches
-                high = glob[i]
-            if previous <= high:
-                members.append(f"{re.escape(previous)}-{re.escape(high)}")
-            previous = None
-        elif char == "[" and i + 1 < n and glob[i + 1] == ":":
-            end = glob.find("]", i + 2)
-            if end == -1:
-                raise _NeverMatches
-            if end == i + 2 or glob[end - 1] != ":":
-                # no `:]`: the `[` is an ordinary member, and so is what follows
-                members.append(re.escape("["))
-                previous = "["
-                i += 1
-                continue
-            name = glob[i + 2 : end - 1]
-            if name not in _CLASSES:
-                raise _NeverMatches
-            members.append(_CLASSES[name])
-            previous = None
-            i = end
-        else:
-            members.append(re.escape(char))
-            previous = char
-        i += 1
-    body = "".join(members)
-    if negated:
-        return f"[^/{body}]", i + 1
-    if not body:
-        return "(?!)", i + 1
-    return f"(?!/)[{body}]", i + 1

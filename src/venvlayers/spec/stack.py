@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
-
-from packaging.requirements import Requirement
-from packaging.utils import NormalizedName
+from typing import Any, TypeVar
 
 from ..errors import SpecError
-from ..names import BuildName, LayerCategory, LayerName
-from ..platforms import LinuxTarget, TargetPlatform
+from ..names import LayerCategory, LayerName
+from .c3 import c3_linearize
 from .fields import LayerFields, LayerReader, Problems, read_launch_modules
-from .graph import c3_linearize
+from .layers import (
+    ApplicationSpec,
+    FrameworkSpec,
+    LayeredArgs,
+    LayeredSpec,
+    LayerSpec,
+    RuntimeSpec,
+)
 from .uvconfig import UvConfig, load_uv_config
 
 __all__ = [
@@ -39,119 +43,8 @@ _LOG = logging.getLogger(__name__)
 
 _TOP_LEVEL_KEYS = ("runtimes", "frameworks", "applications", "tool")
 
-
-@dataclass(frozen=True, eq=False, kw_only=True, repr=False)
-class LayerSpec:
-    """What every layer declares. Identity-compared: one object per layer per load."""
-
-    category: ClassVar[LayerCategory]
-
-    name: LayerName
-    index: int  # position in its category's table array, for messages
-    requirements: tuple[Requirement, ...]
-    platforms: tuple[TargetPlatform, ...]
-    versioned: bool = False
-    linux_target: LinuxTarget | None = None
-    macosx_target: tuple[int, int] | None = None
-    dynlib_exclude: tuple[str, ...] = ()
-    package_indexes: Mapping[NormalizedName, str] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
-    priority_indexes: tuple[str, ...] = ()
-    index_overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def build_name(self) -> BuildName:
-        """The layer's folder name in the build and requirements directories."""
-        return self.category.build_name(self.name)
-
-    @property
-    def enabled(self) -> bool:
-        """False for layers disabled with `platforms = []`."""
-        return bool(self.platforms)
-
-    @property
-    def runtime_spec(self) -> RuntimeSpec:
-        raise NotImplementedError
-
-    @property
-    def lower_layers(self) -> tuple[LayerSpec, ...]:
-        """The layers below this one in `sys.path` order: frameworks (C3), then the runtime."""
-        return ()
-
-    def describe(self) -> str:
-        return f"{self.category.value}[{self.index}] {self.name!r}"
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.build_name}>"
-
-
-@dataclass(frozen=True, eq=False, kw_only=True, repr=False)
-class RuntimeSpec(LayerSpec):
-    """A runtime layer: a relocatable Python plus packages every upper layer shares."""
-
-    category: ClassVar[LayerCategory] = LayerCategory.RUNTIMES
-
-    python_implementation: str  # "cpython@3.12.7"
-    python_archive: str | None = None  # path (relative to the spec) or URL
-    python_archive_sha256: str | None = None
-
-    @property
-    def implementation(self) -> str:
-        """`cpython` or `pypy`."""
-        return self.python_implementation.partition("@")[0]
-
-    @property
-    def py_version(self) -> str:
-        """The full Python version, `X.Y.Z`."""
-        return self.python_implementation.partition("@")[2]
-
-    @property
-    def py_minor(self) -> str:
-        """`X.Y`, as in `lib/pythonX.Y`."""
-        return ".".join(self.py_version.split(".")[:2])
-
-    @property
-    def runtime_spec(self) -> RuntimeSpec:
-        return self
-
-
-@dataclass(frozen=True, eq=False, kw_only=True, repr=False)
-class LayeredSpec(LayerSpec):
-    """A layer built as a virtual environment on top of a runtime (and frameworks)."""
-
-    runtime: RuntimeSpec
-    frameworks: tuple[FrameworkSpec, ...] = ()  # C3 order: highest priority first
-    declared_frameworks: tuple[LayerName, ...] = ()
-
-    @property
-    def runtime_spec(self) -> RuntimeSpec:
-        return self.runtime
-
-    @property
-    def lower_layers(self) -> tuple[LayerSpec, ...]:
-        return (*self.frameworks, self.runtime)
-
-
-@dataclass(frozen=True, eq=False, kw_only=True, repr=False)
-class FrameworkSpec(LayeredSpec):
-    """A framework layer: large shared packages for several applications."""
-
-    category: ClassVar[LayerCategory] = LayerCategory.FRAMEWORKS
-
-
-@dataclass(frozen=True, eq=False, kw_only=True, repr=False)
-class ApplicationSpec(LayeredSpec):
-    """An application layer: a launch module (run with `python -m`) and its packages."""
-
-    category: ClassVar[LayerCategory] = LayerCategory.APPLICATIONS
-
-    launch_module: Path  # absolute: a `.py` file or a package directory
-    support_modules: tuple[Path, ...] = ()
-
-    @property
-    def launch_module_name(self) -> str:
-        return self.launch_module.stem
+L = TypeVar("L", bound=LayerSpec)
+P = TypeVar("P")
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,47 +96,12 @@ class StackSpec:
                 problems.warn_unknown(f"{spec_path.name}: top-level key", key, _TOP_LEVEL_KEYS)
         uv = load_uv_config(spec_path, data, problems.add, problems.add_warning)
         reader = LayerReader(spec_path, problems, uv)
-
-        runtimes: dict[LayerName, RuntimeSpec] = {}
-        for index, raw in reader.entries(data, LayerCategory.RUNTIMES):
-            fields = reader.common_fields(LayerCategory.RUNTIMES, index, raw)
-            if fields is None:
-                continue
-            runtime = _make_runtime(reader, fields, raw)
-            if runtime is not None and _unique(problems, fields, runtimes):
-                runtimes[fields.name] = runtime
-
-        frameworks: dict[LayerName, FrameworkSpec] = {}
-        fw_names = _declared_names(data.get("frameworks"))
-        reader.declared_runtimes = _declared_names(data.get("runtimes"))
-        for index, raw in reader.entries(data, LayerCategory.FRAMEWORKS):
-            fields = reader.common_fields(LayerCategory.FRAMEWORKS, index, raw)
-            if fields is None:
-                continue
-            deps = _resolve_lower(reader, fields, raw, runtimes, frameworks, fw_names)
-            if deps is None or not _unique(problems, fields, frameworks):
-                continue
-            runtime, fws = deps
-            kwargs = _layered_kwargs(reader, fields, runtime, fws, raw)
-            if fields.ok:
-                frameworks[fields.name] = FrameworkSpec(**kwargs)
-
+        layers = _Layers(reader, data)
+        runtimes, frameworks = layers.runtimes, layers.frameworks
         applications: dict[LayerName, ApplicationSpec] = {}
-        for index, raw in reader.entries(data, LayerCategory.APPLICATIONS):
-            fields = reader.common_fields(LayerCategory.APPLICATIONS, index, raw)
-            if fields is None:
-                continue
-            deps = _resolve_lower(reader, fields, raw, runtimes, frameworks, fw_names)
-            modules = read_launch_modules(reader, fields, raw)
-            if deps is None or modules is None or not _unique(problems, fields, applications):
-                continue
-            runtime, fws = deps
-            kwargs = _layered_kwargs(reader, fields, runtime, fws, raw)
-            if fields.ok:
-                applications[fields.name] = ApplicationSpec(
-                    **kwargs, launch_module=modules[0], support_modules=modules[1]
-                )
-
+        layers.read(LayerCategory.RUNTIMES, layers.runtime, _as_read, runtimes)
+        layers.read(LayerCategory.FRAMEWORKS, layers.lower, layers.framework, frameworks)
+        layers.read(LayerCategory.APPLICATIONS, layers.app_inputs, layers.app, applications)
         if problems.errors:
             raise SpecError(problems.errors, warnings=problems.warnings)
         for message in problems.warnings:
@@ -255,6 +113,125 @@ class StackSpec:
             applications=MappingProxyType(applications),
             uv=uv,
             warnings=tuple(problems.warnings),
+        )
+
+
+_Lower = tuple[RuntimeSpec, tuple[FrameworkSpec, ...]]
+
+
+def _as_read(fields: LayerFields, raw: Mapping[str, Any], layer: L) -> L:
+    """A layer whose object is complete once its fields are read (a runtime)."""
+    return layer
+
+
+class _Layers:
+    """Reads the layer tables of one spec, category by category, lower categories first.
+
+    Each table goes through the same steps: its common fields, what must hold before
+    its name can be claimed (`prepare`: the runtime and frameworks it names, its
+    modules), a unique name, then the layer object (`make`). A step that finds a
+    problem reports it and drops the layer, so later layers are not blamed for it.
+    """
+
+    def __init__(self, reader: LayerReader, data: Mapping[str, Any]) -> None:
+        self.reader = reader
+        self.data = data
+        # the layers read so far, where upper categories find the ones they name
+        self.runtimes: dict[LayerName, RuntimeSpec] = {}
+        self.frameworks: dict[LayerName, FrameworkSpec] = {}
+        self.framework_names = _declared_names(data.get("frameworks"))
+        reader.declared_runtimes = _declared_names(data.get("runtimes"))
+
+    def read(
+        self,
+        category: LayerCategory,
+        prepare: Callable[[LayerFields, Mapping[str, Any]], P | None],
+        make: Callable[[LayerFields, Mapping[str, Any], P], L | None],
+        found: dict[LayerName, L],
+    ) -> None:
+        """Add the valid layers of `category` to `found`, each as soon as it is read."""
+        for index, raw in self.reader.entries(self.data, category):
+            fields = self.reader.common_fields(category, index, raw)
+            if fields is None:
+                continue
+            prepared = prepare(fields, raw)
+            if prepared is None or not self._unique(fields, found):
+                continue
+            layer = make(fields, raw, prepared)
+            if layer is not None:
+                found[fields.name] = layer
+
+    def _unique(self, fields: LayerFields, seen: Mapping[LayerName, LayerSpec]) -> bool:
+        if fields.name in seen:
+            self.reader.problems.add(
+                f"{fields.where}, field 'name': {fields.category.singular} name "
+                f"{fields.name!r} is already used by {fields.category.value}"
+                f"[{seen[fields.name].index}]; names must be unique within a category"
+            )
+            return False
+        return True
+
+    def runtime(self, fields: LayerFields, raw: Mapping[str, Any]) -> RuntimeSpec | None:
+        reader = self.reader
+        impl = reader.python_implementation(fields, raw)
+        archive, sha256 = reader.python_archive(fields, raw)
+        platforms = reader.platforms(fields, raw, lower=())
+        package_indexes = reader.own_package_indexes(fields, raw, inherited={})
+        if impl is None or platforms is None or package_indexes is None or not fields.ok:
+            return None
+        return RuntimeSpec(
+            **fields.common_args(platforms, package_indexes),
+            python_implementation=impl,
+            python_archive=archive,
+            python_archive_sha256=sha256,
+        )
+
+    def lower(self, fields: LayerFields, raw: Mapping[str, Any]) -> _Lower | None:
+        return _resolve_lower(
+            self.reader, fields, raw, self.runtimes, self.frameworks, self.framework_names
+        )
+
+    def app_inputs(
+        self, fields: LayerFields, raw: Mapping[str, Any]
+    ) -> tuple[_Lower, tuple[Path, tuple[Path, ...]]] | None:
+        lower = self.lower(fields, raw)
+        modules = read_launch_modules(self.reader, fields, raw)
+        return None if lower is None or modules is None else (lower, modules)
+
+    def framework(
+        self, fields: LayerFields, raw: Mapping[str, Any], lower: _Lower
+    ) -> FrameworkSpec | None:
+        args = self._layered_args(fields, raw, lower)
+        return FrameworkSpec(**args) if fields.ok else None
+
+    def app(
+        self,
+        fields: LayerFields,
+        raw: Mapping[str, Any],
+        inputs: tuple[_Lower, tuple[Path, tuple[Path, ...]]],
+    ) -> ApplicationSpec | None:
+        lower, (launch_module, support_modules) = inputs
+        args = self._layered_args(fields, raw, lower)
+        if not fields.ok:
+            return None
+        return ApplicationSpec(**args, launch_module=launch_module, support_modules=support_modules)
+
+    def _layered_args(
+        self, fields: LayerFields, raw: Mapping[str, Any], lower: _Lower
+    ) -> LayeredArgs:
+        runtime, frameworks = lower
+        below: tuple[LayerSpec, ...] = (*frameworks, runtime)
+        reader = self.reader
+        platforms = reader.platforms(fields, raw, lower=below)
+        inherited = reader.inherited_package_indexes(fields, raw, below)
+        package_indexes = (
+            reader.own_package_indexes(fields, raw, inherited) if inherited is not None else None
+        )
+        return LayeredArgs(
+            **fields.common_args(platforms or (), package_indexes or {}),
+            runtime=runtime,
+            frameworks=frameworks,
+            declared_frameworks=tuple(LayerName(n) for n in raw.get("frameworks", ())),
         )
 
 
@@ -281,36 +258,6 @@ def _declared_names(raw: Any) -> list[str]:
     if not isinstance(raw, list):
         return []
     return [e["name"] for e in raw if isinstance(e, Mapping) and isinstance(e.get("name"), str)]
-
-
-def _unique(problems: Problems, fields: LayerFields, seen: Mapping[LayerName, Any]) -> bool:
-    if fields.name in seen:
-        problems.add(
-            f"{fields.where}, field 'name': {fields.category.singular} name {fields.name!r} is "
-            f"already used by {fields.category.value}[{seen[fields.name].index}]; "
-            "names must be unique within a category"
-        )
-        return False
-    return True
-
-
-def _make_runtime(
-    reader: LayerReader, fields: LayerFields, raw: Mapping[str, Any]
-) -> RuntimeSpec | None:
-    impl = reader.python_implementation(fields, raw)
-    archive, sha256 = reader.python_archive(fields, raw)
-    platforms = reader.platforms(fields, raw, lower=())
-    package_indexes = reader.own_package_indexes(fields, raw, inherited={})
-    if impl is None or platforms is None or package_indexes is None or not fields.ok:
-        return None
-    return RuntimeSpec(
-        **fields.common_kwargs(),
-        platforms=platforms,
-        package_indexes=MappingProxyType(package_indexes),
-        python_implementation=impl,
-        python_archive=archive,
-        python_archive_sha256=sha256,
-    )
 
 
 def _resolve_lower(
@@ -400,29 +347,6 @@ def _resolve_frameworks(
         problems.add(f"{where}: {exc}; reorder the list to agree with the frameworks' own order")
         return None
     return runtime, tuple(ordered)
-
-
-def _layered_kwargs(
-    reader: LayerReader,
-    fields: LayerFields,
-    runtime: RuntimeSpec,
-    frameworks: tuple[FrameworkSpec, ...],
-    raw: Mapping[str, Any],
-) -> dict[str, Any]:
-    lower: tuple[LayerSpec, ...] = (*frameworks, runtime)
-    platforms = reader.platforms(fields, raw, lower=lower)
-    inherited = reader.inherited_package_indexes(fields, raw, lower)
-    package_indexes = (
-        reader.own_package_indexes(fields, raw, inherited) if inherited is not None else None
-    )
-    return {
-        **fields.common_kwargs(),
-        "platforms": platforms or (),
-        "package_indexes": MappingProxyType(package_indexes or {}),
-        "runtime": runtime,
-        "frameworks": frameworks,
-        "declared_frameworks": tuple(LayerName(n) for n in raw.get("frameworks", ())),
-    }
 
 
 def _known(names: Iterable[str]) -> str:

@@ -17,6 +17,13 @@ from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name
 
+__all__ = [
+    "UV_CONFIG_FILE",
+    "UvConfig",
+    "load_uv_config",
+    "parse_timestamp",
+]
+
 UV_CONFIG_FILE = "venvstacks.uv.toml"
 
 # Settings venvlayers controls itself: a user value would break locking or building.

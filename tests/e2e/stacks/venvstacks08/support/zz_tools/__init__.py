@@ -1,0 +1,3 @@
+"""A support package (a directory module) of app `report`."""
+
+NAME = "zz_tools"
