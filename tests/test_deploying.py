@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 import venvlayers
+import venvlayers.bytecode
 from tests.support.archives import tar_member, write_tar
 from tests.support.reporting import RecordingReporter
 from venvlayers import deploying
@@ -184,6 +185,8 @@ class FakeStack:
                 "target_platform": platform or str(PLATFORM),
                 "archive_size": info.size,
                 "archive_hashes": {"sha256": info.sha256},
+                # no bytecode shipped: the deploy compiles these while unpacking them
+                "archive_options": {"format": fmt.value, "level": 6, "bytecode": False},
             }
             if layer["category"] != "runtimes":
                 entry["required_layers"] = layer["required"]
@@ -678,6 +681,43 @@ def test_postinstall_compiles_for_embedders_and_warns_once(
     assert again.returncode == 0 and again.stderr.count("warning") == 1
     skipped = subprocess.run([*command, "--no-compile"], capture_output=True, text=True)
     assert skipped.returncode == 0 and skipped.stderr == ""
+
+
+def test_compiling_while_unpacking_compiles_each_source_once(
+    stack: FakeStack, tmp_path: Path
+) -> None:
+    fw = stack.layers["framework-fw"]["files"]
+    for i in range(3 * venvlayers.bytecode.BATCH):  # several batches, some sent early
+        fw[f"lib/site/pkg/m{i:03}.py"] = f"VALUE = {i}\n"
+    result = deploying.deploy(stack.publish(tmp_path / "out"), tmp_path / "target")
+    layers = {x.install_target: x for x in result.layers}
+    assert layers["framework-fw"].compiled == 1 + 3 * venvlayers.bytecode.BATCH
+    pycs = list((tmp_path / "target/framework-fw/lib/site/pkg/__pycache__").iterdir())
+    assert len(pycs) == 3 * venvlayers.bytecode.BATCH
+    assert not deploying.status(tmp_path / "target", verify=True).damaged
+
+
+def test_an_archive_that_ships_bytecode_it_denies_is_deployed_consistently_or_refused(
+    stack: FakeStack, tmp_path: Path
+) -> None:
+    """Its metadata says no bytecode, so its sources are compiled while it unpacks; its
+    own .pyc for `Upper.py` comes after that source (uppercase sorts first) and may meet
+    the compiled one. Either way nothing inconsistent is deployed."""
+    fw = stack.layers["framework-fw"]["files"]
+    fw["lib/site/Upper.py"] = "U = 1\n"
+    fw[f"lib/site/__pycache__/Upper.{sys.implementation.cache_tag}.pyc"] = "not bytecode"
+    published = stack.publish(tmp_path / "out")
+    target = tmp_path / "target"
+    try:
+        deploying.deploy(published, target)
+    except (ArchiveError, DeployError) as exc:
+        assert "File exists" in str(exc) or "exists" in str(exc), exc
+        assert not (target / "framework-fw").exists()
+        assert leftovers(target) == []
+    else:
+        assert not deploying.status(target, verify=True).damaged
+        pyc = target / f"framework-fw/lib/site/__pycache__/Upper.{sys.implementation.cache_tag}.pyc"
+        assert pyc_flags(pyc) == 0b11  # the compiled one, which the manifest records
 
 
 def test_cli_deploy_no_compile(published: Path, tmp_path: Path) -> None:

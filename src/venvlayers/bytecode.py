@@ -35,6 +35,7 @@ from .errors import VenvLayersError
 __all__ = [
     "BATCH",
     "COMPILER",
+    "CompileJob",
     "CompileResult",
     "Compiler",
     "compile_layer",
@@ -94,6 +95,7 @@ class _Job:
     compiled: list[ManifestEntry] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     kept: int = 0
+    closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -152,17 +154,32 @@ class Compiler:
         (a layer staged elsewhere and moved there then loads without renaming them);
         default: layer-relative names.
         """
+        job = self.open_job(layer_dir, progress, names_dir=names_dir)
+        job.add(paths)
+        return job.finish()
+
+    def open_job(
+        self,
+        layer_dir: Path,
+        progress: Callable[[Sequence[str]], None] | None = None,
+        *,
+        names_dir: Path | None = None,
+    ) -> CompileJob:
+        """A layer whose files are added as they become known (see `submit`)."""
         future: Future[CompileResult] = Future()
-        batches = [tuple(paths[i : i + BATCH]) for i in range(0, len(paths), BATCH)]
-        if not batches:
-            future.set_result(CompileResult())
-            return future
-        job = _Job(layer_dir, names_dir, len(batches), future, progress)
         future.set_running_or_notify_cancel()
-        for batch in batches:
-            self._requests.put(_Request(job, batch))
-        self._start(min(self.jobs, len(batches)))
-        return future
+        return CompileJob(self, _Job(layer_dir, names_dir, 0, future, progress))
+
+    def _put(self, job: _Job, batch: tuple[str, ...]) -> None:
+        with self._lock:
+            aborted = self._aborted
+        if aborted:  # no worker will take it: fail now rather than leave it waiting
+            self._fail(job, OSError("compilation aborted"))
+            return
+        with job.lock:
+            job.pending += 1
+        self._requests.put(_Request(job, batch))
+        self._start(min(self.jobs, self._requests.qsize() + len(self._threads)))
 
     def close(self) -> None:
         """Let the workers finish what was submitted, then stop them."""
@@ -231,14 +248,7 @@ class Compiler:
             job.failed.extend((str(path), str(reason)) for path, reason in reply["failed"])
             job.kept += int(reply["kept"])
             job.pending -= 1
-            if job.pending == 0 and not job.future.done():
-                job.future.set_result(
-                    CompileResult(
-                        tuple(sorted(job.compiled, key=lambda e: e.path)),
-                        job.kept,
-                        tuple(sorted(job.failed)),
-                    )
-                )
+            _settle(job)
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
         with job.lock:
@@ -250,6 +260,44 @@ class Compiler:
                         f"failed ({detail})"
                     )
                 )
+
+
+class CompileJob:
+    """One layer's compilation, fed in pieces: `add` paths, then `finish` once."""
+
+    def __init__(self, compiler: Compiler, job: _Job) -> None:
+        self._compiler = compiler
+        self._job = job
+        self._buffer: list[str] = []
+
+    def add(self, paths: Iterable[str]) -> None:
+        """Queue `paths` for compiling (in batches; not thread-safe: one feeder)."""
+        self._buffer.extend(paths)
+        while len(self._buffer) >= BATCH:
+            batch, self._buffer = tuple(self._buffer[:BATCH]), self._buffer[BATCH:]
+            self._compiler._put(self._job, batch)
+
+    def finish(self) -> Future[CompileResult]:
+        """No more paths: the future of the layer's result."""
+        if self._buffer:
+            batch, self._buffer = tuple(self._buffer), []
+            self._compiler._put(self._job, batch)
+        with self._job.lock:
+            self._job.closed = True
+            _settle(self._job)
+        return self._job.future
+
+
+def _settle(job: _Job) -> None:
+    """Resolve a closed job's future once its last batch is back (caller holds job.lock)."""
+    if job.closed and job.pending == 0 and not job.future.done():
+        job.future.set_result(
+            CompileResult(
+                tuple(sorted(job.compiled, key=lambda e: e.path)),
+                job.kept,
+                tuple(sorted(job.failed)),
+            )
+        )
 
 
 def _ask(proc: subprocess.Popen[str], job: _Job, paths: Sequence[str]) -> dict[str, Any]:

@@ -105,8 +105,11 @@ class _Corrupt(Exception):
 class _Tree:
     """The extraction target; every file system change of an extraction goes through it."""
 
-    def __init__(self, dest: Path, expected_root: str | None) -> None:
+    def __init__(
+        self, dest: Path, expected_root: str | None, on_file: Callable[[str], None] | None = None
+    ) -> None:
         self.dest = dest
+        self._on_file = on_file
         self._base = os.fspath(dest) + os.sep  # str paths: Path objects cost per file
         self.expected_root = expected_root
         self.top: str | None = None
@@ -203,6 +206,8 @@ class _Tree:
         entry = ManifestEntry(self._inner(parts), "file", size, digest.hexdigest(), mode)
         self._files[name] = entry
         self.manifest.append(entry)
+        if self._on_file is not None:
+            self._on_file(entry.path)
 
     def add_hardlink(self, name: str, target: str) -> None:
         parts = self._claim(name, "file")
@@ -214,6 +219,8 @@ class _Tree:
         entry = ManifestEntry(self._inner(parts), "file", first.size, first.sha256, first.mode)
         self._files[name] = entry
         self.manifest.append(entry)
+        if self._on_file is not None:
+            self._on_file(entry.path)
 
     def add_symlink(self, name: str, target: str) -> None:
         parts = self._claim(name, "symlink")
@@ -426,10 +433,11 @@ def extract(
     expected_root: str | None,
     reporter: Reporter,
     report_key: str,
+    on_file: Callable[[str], None] | None = None,
 ) -> ExtractedLayer:
     _check_dest(archive, dest)
     total = _archive_size(archive)
-    tree = _Tree(dest, expected_root)
+    tree = _Tree(dest, expected_root, on_file)
     reporter.begin(report_key, f"extracting {archive.name}", total=total)
     ok = False
     try:

@@ -23,14 +23,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from ..archives.archive import ExtractedLayer, extract_archive
 from ..archives.common import ManifestEntry
 from ..errors import ArchiveError, DeployError, VenvLayersError
 from ..progress import NULL_REPORTER, Reporter
 
-__all__ = ["extract_layer", "extractor", "uses_workers", "worker_main"]
+__all__ = ["Unpacking", "extract_layer", "extractor", "uses_workers", "worker_main"]
 
 PROCESS_THRESHOLD = 4 << 20
 """Compressed bytes from which an archive is worth a worker (which takes ~0.2 s to start)."""
@@ -42,16 +42,32 @@ _BOOT = (
     "from venvlayers.deploying.extract import worker_main; worker_main()"
 )
 
-Submit = Callable[[str, Path, Path], "Future[ExtractedLayer]"]
+
+class Unpacking(Protocol):
+    """What a caller does while a layer is unpacked in this process (see `extractor`)."""
+
+    def on_file(self, path: str) -> None:
+        """A regular file (path below the layer) is completely written."""
+
+    def unpacked(self, layer: ExtractedLayer) -> None:
+        """Everything is written, at `layer.path`, not yet moved beside the other layers."""
+
+
+Submit = Callable[[str, Path, Path, "Unpacking | None"], "Future[ExtractedLayer]"]
 
 
 def extract_layer(
-    install_target: str, archive: Path, staging: Path, reporter: Reporter = NULL_REPORTER
+    install_target: str,
+    archive: Path,
+    staging: Path,
+    reporter: Reporter = NULL_REPORTER,
+    hooks: Unpacking | None = None,
 ) -> ExtractedLayer:
     """Extract into an empty directory of its own, then move the top folder beside the others.
 
     `extract_archive` wants an empty destination; the layer must end up as
-    `staging/<install_target>`, a sibling of the other staged layers.
+    `staging/<install_target>`, a sibling of the other staged layers. `hooks` hear of
+    each file as it is written, then of the whole layer before it moves.
     """
     container = staging / f".extract-{install_target}"
     container.mkdir()
@@ -61,7 +77,10 @@ def extract_layer(
         expected_root=install_target,
         reporter=reporter,
         report_key=f"deploy:{install_target}",
+        on_file=hooks.on_file if hooks is not None else None,
     )
+    if hooks is not None:
+        hooks.unpacked(result)
     os.rename(result.path, staging / install_target)
     container.rmdir()
     return ExtractedLayer(staging / install_target, result.root_name, result.manifest)
@@ -73,6 +92,7 @@ class _Task:
     archive: Path
     staging: Path
     future: Future[ExtractedLayer]
+    hooks: Unpacking | None = None
 
 
 def uses_workers(sizes: Sequence[int], jobs: int) -> bool:
@@ -83,10 +103,12 @@ def uses_workers(sizes: Sequence[int], jobs: int) -> bool:
 
 @contextlib.contextmanager
 def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[Submit]:
-    """`submit(install_target, archive, staging)` for archives of these `sizes`.
+    """`submit(install_target, archive, staging, hooks)` for archives of these `sizes`.
 
     Archives are extracted in submission order, in `jobs` lanes when worker processes
     are worth it (lane 0 in this process, the others each in a worker), else in one.
+    `hooks` are called for archives extracted in this process only: a worker's files
+    are known when its result arrives.
 
     Leaving the context waits for the lanes; after a failure, workers are killed
     rather than left to finish archives whose results nobody wants.
@@ -111,7 +133,7 @@ def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[S
                         result = _in_worker(worker, task, reporter)
                     else:
                         result = extract_layer(
-                            task.install_target, task.archive, task.staging, reporter
+                            task.install_target, task.archive, task.staging, reporter, task.hooks
                         )
                 except BaseException as exc:
                     task.future.set_exception(exc)
@@ -132,9 +154,11 @@ def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[S
     for thread in lanes:
         thread.start()
 
-    def submit(install_target: str, archive: Path, staging: Path) -> Future[ExtractedLayer]:
+    def submit(
+        install_target: str, archive: Path, staging: Path, hooks: Unpacking | None = None
+    ) -> Future[ExtractedLayer]:
         future: Future[ExtractedLayer] = Future()
-        tasks.put(_Task(install_target, archive, staging, future))
+        tasks.put(_Task(install_target, archive, staging, future, hooks))
         return future
 
     ok = False

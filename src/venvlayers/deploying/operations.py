@@ -51,7 +51,7 @@ from ..archives.archive import (
     hash_installed_tree,
     verify_file,
 )
-from ..bytecode import Compiler, CompileResult, cpu_count, source_files
+from ..bytecode import CompileResult
 from ..errors import ArchiveError, DeployError, TransferError
 from ..layout import LAYER_CONFIG, POSTINSTALL
 from ..names import BuildName, DeployName, LayerCategory
@@ -61,6 +61,7 @@ from ..published import PublishedLayer, PublishedStack
 from ..selection import Selection
 from . import state as st
 from .commit import apply_transaction, prune_manifests, recover
+from .compiling import StagedCompiles
 from .extract import extractor, uses_workers
 from .inspection import AppStatus, LayerStatus, TargetStatus, status
 from .run import AppCommand, app_command, app_environment, run_app
@@ -433,41 +434,15 @@ def _stage_layers(
                 os.symlink(f"../../{low}", link)
     started = time.monotonic()
     records: dict[DeployName, st.LayerRecord] = {}
-    compilers: dict[str, Compiler] = {}
-    compiling: dict[DeployName, Future[CompileResult]] = {}
     reporter = stage.reporter
-
-    def compile_layer(layer: PublishedLayer, extracted: ExtractedLayer) -> None:
-        layer_dir = staging / layer.install_target
-        config = _layer_config(layer_dir, layer)
-        python = _layer_python(layer, layer_dir, staging, config)
-        site_dir = config.get("site_dir")
-        if not isinstance(site_dir, str):
-            raise DeployError(f"{layer.install_target}: its layer config has no 'site_dir'")
-        paths = source_files(extracted.manifest, site_dir)
-        compiler = compilers.get(python)
-        if compiler is None:
-            compiler = compilers[python] = Compiler(
-                Path(python), jobs=cpu_count(), error=DeployError, env=clean_env()
-            )
-        sizes = {e.path: e.size for e in extracted.manifest}
-        key = f"compile:{layer.install_target}"
-        reporter.begin(key, f"compiling {layer.install_target}", total=sum(map(sizes.get, paths)))  # type: ignore[arg-type]
-
-        def progress(done: Sequence[str]) -> None:
-            reporter.advance(key, sum(sizes[p] for p in done))
-
-        final = stage.target / layer.install_target  # where the code will be loaded from
-        future = compiler.submit(layer_dir, paths, progress, names_dir=final)
-        future.add_done_callback(lambda f: reporter.end(key, "failed" if f.exception() else "done"))
-        compiling[layer.install_target] = future
+    compiles = StagedCompiles(staging, stage.target, reporter) if stage.compile_bytecode else None
 
     def finish(layer: PublishedLayer, extracted: ExtractedLayer) -> None:
         layer_dir = staging / layer.install_target
         _run_postinstall(layer, layer_dir, staging, stage.helper_python)
         compiled = CompileResult()
-        if layer.install_target in compiling:
-            compiled = compiling[layer.install_target].result()
+        if compiles is not None:
+            compiled = compiles.result(layer)
             stage.compiled[layer.install_target] = compiled
             for path, reason in compiled.failed:
                 reporter.note(f"warning: {layer.install_target}: cannot compile {path}: {reason}")
@@ -486,27 +461,26 @@ def _stage_layers(
             ThreadPoolExecutor(_JOBS, thread_name_prefix="deploy-finish") as finishing,
         ):
             extractions = {
-                x.install_target: submit(x.install_target, archives[x.install_target], staging)
+                x.install_target: submit(
+                    x.install_target,
+                    archives[x.install_target],
+                    staging,
+                    compiles.hooks(x) if compiles is not None else None,
+                )
                 for x in order
             }
             try:
-                _schedule(
-                    todo,
-                    extractions,
-                    finishing,
-                    finish,
-                    compile_layer if stage.compile_bytecode else None,
-                )
+                _schedule(todo, extractions, finishing, finish, compiles)
             except BaseException:
                 for future in extractions.values():
                     future.cancel()
+                if compiles is not None:
+                    compiles.abort()  # an extraction waiting for its compilation gives up
                 raise
         ok = True
     finally:
-        for compiler in compilers.values():
-            if not ok:
-                compiler.abort()  # its output is about to be deleted with the staging dir
-            compiler.close()
+        if compiles is not None:
+            compiles.close(ok)
     return {layer.install_target: records[layer.install_target] for layer in todo}
 
 
@@ -533,18 +507,19 @@ def _schedule(
     extractions: Mapping[DeployName, Future[ExtractedLayer]],
     pool: ThreadPoolExecutor,
     finish: Callable[[PublishedLayer, ExtractedLayer], None],
-    start_compile: Callable[[PublishedLayer, ExtractedLayer], None] | None = None,
+    compiles: StagedCompiles | None = None,
 ) -> None:
     """Run each layer's `finish` once it can: see `_stage_layers`.
 
     What a postinstall needs is the runtime's interpreter (finished first, as the
     first layer in install order) and the layers below it unpacked; the protocol's
     simpler rule, lower layers' postinstalls first, is one way to ensure that.
-    `start_compile` (which must not block) needs only the layer and its runtime
-    extracted, and is called before the layer's `finish`.
+    `compiles` hears when each layer's runtime is unpacked, then when the layer is
+    (neither blocks), before the layer's `finish`.
     """
     waiting = list(todo)
-    to_compile = list(todo) if start_compile is not None else []
+    to_open = list(todo) if compiles is not None else []
+    to_compile = list(todo) if compiles is not None else []
     running: dict[Future[None], DeployName] = {}
     finished: set[DeployName] = set()
     staged = set(extractions)
@@ -561,11 +536,16 @@ def _schedule(
         return all(extractions[name].done() for name in needed)
 
     while waiting or running:
+        for layer in list(to_open):
+            if unpacked(layer.runtime_layer):
+                assert compiles is not None
+                to_open.remove(layer)
+                compiles.runtime_ready(layer)
         for layer in list(to_compile):
-            if unpacked(layer.install_target) and unpacked(layer.runtime_layer):
-                assert start_compile is not None
+            if layer not in to_open and unpacked(layer.install_target):
+                assert compiles is not None
                 to_compile.remove(layer)
-                start_compile(layer, extractions[layer.install_target].result())
+                compiles.extracted(layer, extractions[layer.install_target].result())
         for layer in list(waiting):
             if ready(layer) and layer not in to_compile:
                 waiting.remove(layer)
