@@ -812,7 +812,7 @@ def test_renameat2_is_available_here(tmp_path: Path) -> None:
 def test_without_renameat2_the_fallback_is_used(
     published: Path, deployed: Path, stack: FakeStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_deploy_state, "_renameat2", lambda: None)
+    monkeypatch.setattr(venvlayers._util.fs, "_renameat2", lambda: None)
     stack.layers["app-hello"]["files"]["lib/site/hello.py"] = HELLO.format(version="v2")
     stack.publish(published)
     deploying.deploy(published, deployed)
@@ -841,7 +841,7 @@ def test_an_interrupted_commit_is_finished_by_the_next_deploy(
     stack.layers["app-other"]["install_target"] = "app-other@2"
     stack.publish(published)
     if not use_exchange:
-        monkeypatch.setattr(_deploy_state, "_renameat2", lambda: None)
+        monkeypatch.setattr(venvlayers._util.fs, "_renameat2", lambda: None)
     real_rename = os.rename
     renames: list[str] = []
 
