@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.signing.conftest import write_key
-from tests.test_deploying import FakeStack, snapshot
+from tests.support.fakestack import FakeStack, snapshot
+from tests.support.keys import write_key
 from venvlayers import deploying, publishing
 from venvlayers.cli import main
 from venvlayers.errors import SignatureError

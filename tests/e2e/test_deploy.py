@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Built, scrubbed_env
-from tests.test_deploying import http_root as http_root, snapshot
+from tests.support.fakestack import http_root as http_root, snapshot
 from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat
 from venvlayers.errors import ArchiveError, DeployError
