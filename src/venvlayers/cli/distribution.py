@@ -32,7 +32,7 @@ def push_command(
     items: Annotated[
         list[str],
         typer.Argument(
-            metavar="OUTPUT_DIR... REFERENCE",
+            metavar="OUTPUT_DIR [OUTPUT_DIR...] REFERENCE",
             help="One or more published output directories (one per platform), then "
             "`oci://HOST[:PORT]/REPO[:TAG]` or `oci-layout:DIR[:TAG]`.",
         ),
