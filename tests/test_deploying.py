@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import http.server
 import importlib.util
 import json
 import os
@@ -21,10 +19,7 @@ import stat
 import subprocess
 import sys
 import tarfile
-import textwrap
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +28,18 @@ import pytest
 import venvlayers
 import venvlayers.bytecode
 from tests.support.archives import tar_member, write_tar
+from tests.support.fakestack import (
+    HELLO,
+    PLATFORM,
+    FakeStack,
+    edit_metadata,
+    http_root as http_root,
+    layer_entry,
+    leftovers,
+    replace_archive,
+    run_hello,
+    snapshot,
+)
 from tests.support.reporting import RecordingReporter
 from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat, extract as _archive_extract, write_archive
@@ -40,164 +47,11 @@ from venvlayers.cli import main
 from venvlayers.deploying import extract as _deploy_extract, state as _deploy_state
 from venvlayers.deploying.source import StackSource, select_published as select_layers
 from venvlayers.errors import ArchiveError, DeployError
-from venvlayers.platforms import TargetPlatform, build_platform
+from venvlayers.platforms import TargetPlatform
 from venvlayers.published import parse_layers
 from venvlayers.selection import Selection
 
-PLATFORM = build_platform()
-POSTINSTALL = (Path(venvlayers.__file__).parent / "_injected" / "postinstall.py").read_text()
-CLAMP = 1_700_000_000
 FW_PYC = f"fw.{sys.implementation.cache_tag}.pyc"
-
-HELLO = """\
-import json, os, sys
-VERSION = "{version}"
-print(VERSION, *sys.argv[1:], flush=True)
-if "--stdin" in sys.argv:
-    print(sys.stdin.read().upper(), flush=True)
-if "--env" in sys.argv:
-    print(json.dumps({{k: os.environ.get(k) for k in ("PYTHONPATH", "VIRTUAL_ENV", "KEEP")}}))
-if "--exit" in sys.argv:
-    sys.exit(int(sys.argv[sys.argv.index("--exit") + 1]))
-"""
-
-
-def runtime_script(log: Path | None = None) -> str:
-    # `$0` is the link the layer's bin/python is: its layer's lib/site goes on the path;
-    # `log` records each start, and whether the caller's environment leaked into it
-    record = f'printf "%s %s leak=%s\\n" "$0" "$*" "${{VL_TEST_LEAK:-}}" >> "{log}"' if log else ""
-    return textwrap.dedent(f"""\
-        #!/bin/sh
-        {record}
-        layer=$(dirname "$(dirname "$0")")
-        PYTHONPATH="$layer/lib/site" exec {sys.executable} "$@"
-        """)
-
-
-class FakeStack:
-    """Layer trees plus `publish()` writing archives and `venvstacks.json` like publish does.
-
-    Layers: runtime `rt`; `framework-fw` on it; apps `app-hello` (on fw) and
-    `app-other@1` (versioned, on the runtime only).
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.python_log = root / "python.log"
-        self.layers: dict[str, dict[str, Any]] = {}
-        self.add(
-            "runtimes",
-            "rt",
-            "rt",
-            files={"bin/python3.11": runtime_script(self.python_log), "lib/site/rt.py": ""},
-        )
-        self.add("frameworks", "framework-fw", "framework-fw", files={"lib/site/fw.py": "X = 1\n"})
-        self.add(
-            "applications",
-            "app-hello",
-            "app-hello",
-            required=["framework-fw"],
-            launch="hello",
-            files={"lib/site/hello.py": HELLO.format(version="v1")},
-        )
-        self.add(
-            "applications",
-            "app-other",
-            "app-other@1",
-            launch="other",
-            files={"lib/site/other.py": "print('other')\n"},
-        )
-
-    def add(
-        self,
-        category: str,
-        layer_name: str,
-        install_target: str,
-        *,
-        files: dict[str, str],
-        required: list[str] | None = None,
-        launch: str | None = None,
-    ) -> None:
-        self.layers[layer_name] = {
-            "category": category,
-            "layer_name": layer_name,
-            "install_target": install_target,
-            "files": dict(files),
-            "required": list(required or []),
-            "launch": launch,
-        }
-
-    def tree(self, layer: dict[str, Any], dest: Path) -> Path:
-        is_runtime = layer["category"] == "runtimes"
-        config: dict[str, Any] = {
-            "python": "bin/python3.11" if is_runtime else "bin/python",
-            "base_python": "bin/python3.11" if is_runtime else "../rt/bin/python3.11",
-            "py_version": "3.11.7",
-            "site_dir": "lib/site",
-            "pylib_dirs": []
-            if is_runtime
-            else [f"../{r}/lib/site" for r in [*layer["required"], "rt"]],
-            "dynlib_dirs": [],
-        }
-        if layer["launch"]:
-            config["launch_module"] = layer["launch"]
-        files = {
-            **layer["files"],
-            "postinstall.py": POSTINSTALL,
-            "share/venv/metadata/venvstacks_layer.json": json.dumps(config),
-        }
-        for rel, text in files.items():
-            path = dest / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            if rel.startswith("bin/"):
-                path.chmod(0o755)
-        return dest
-
-    def publish(
-        self, out: Path, *, fmt: ArchiveFormat = ArchiveFormat.TAR_GZ, platform: str = ""
-    ) -> Path:
-        out.mkdir(parents=True, exist_ok=True)
-        manifest: dict[str, list[dict[str, Any]]] = {
-            "runtimes": [],
-            "frameworks": [],
-            "applications": [],
-        }
-        for layer in self.layers.values():
-            target = layer["install_target"]
-            src = self.tree(layer, self.root / "trees" / f"{target}-{os.urandom(4).hex()}")
-            name = f"{target}.{fmt.value}"
-            (out / name).unlink(missing_ok=True)
-            info = write_archive(
-                src, out / name, root_name=target, fmt=fmt, clamp_mtime=CLAMP, threads=1
-            )
-            entry: dict[str, Any] = {
-                "layer_name": layer["layer_name"],
-                "install_target": target,
-                "requirements_hash": "sha256:" + "0" * 64,
-                "lock_version": int(target.partition("@")[2] or 1),
-                "locked_at": "2024-01-01T00:00:00+00:00",
-                "runtime_layer": "rt",
-                "python_implementation": "cpython@3.11.7",
-                "bound_to_implementation": layer["category"] == "runtimes",
-                "archive_build": 1,
-                "archive_name": name,
-                "target_platform": platform or str(PLATFORM),
-                "archive_size": info.size,
-                "archive_hashes": {"sha256": info.sha256},
-                # no bytecode shipped: the deploy compiles these while unpacking them
-                "archive_options": {"format": fmt.value, "level": 6, "bytecode": False},
-            }
-            if layer["category"] != "runtimes":
-                entry["required_layers"] = layer["required"]
-            if layer["launch"]:
-                entry["app_launch_module"] = layer["launch"]
-                entry["app_launch_module_hash"] = "sha256:" + "1" * 64
-            manifest[layer["category"]].append(entry)
-        meta = out / "__venvstacks__"
-        meta.mkdir(exist_ok=True)
-        (meta / "venvstacks.json").write_text(json.dumps({"layers": manifest}, indent=2))
-        return out
 
 
 @pytest.fixture
@@ -215,69 +69,6 @@ def deployed(published: Path, tmp_path: Path) -> Path:
     target = tmp_path / "target"
     deploying.deploy(published, target)
     return target
-
-
-def edit_metadata(out: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    path = out / "__venvstacks__" / "venvstacks.json"
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
-
-
-def layer_entry(data: dict[str, Any], layer_name: str) -> dict[str, Any]:
-    for entries in data["layers"].values():
-        for entry in entries:
-            if entry["layer_name"] == layer_name:
-                return entry  # type: ignore[no-any-return]
-    raise KeyError(layer_name)
-
-
-def replace_archive(out: Path, layer_name: str, archive: Path) -> None:
-    """Put `archive` in place of a layer's archive, with metadata that vouches for it."""
-    data = archive.read_bytes()
-
-    def change(meta: dict[str, Any]) -> None:
-        entry = layer_entry(meta, layer_name)
-        (out / entry["archive_name"]).write_bytes(data)
-        entry["archive_size"] = len(data)
-        entry["archive_hashes"] = {"sha256": hashlib.sha256(data).hexdigest()}
-
-    edit_metadata(out, change)
-
-
-def snapshot(target: Path) -> dict[str, tuple[str, str]]:
-    """Everything below `target` (but the lock file): kinds, contents, link targets, inodes."""
-    found: dict[str, tuple[str, str]] = {}
-    if not target.exists():
-        return found
-    for path in sorted(target.rglob("*")):
-        rel = path.relative_to(target).as_posix()
-        if rel == ".venvlayers/lock":
-            continue
-        st = path.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            found[rel] = ("link", os.readlink(path))
-        elif stat.S_ISDIR(st.st_mode):
-            found[rel] = ("dir", str(st.st_ino))
-        elif "__pycache__" not in rel:
-            found[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
-    return found
-
-
-def run_hello(target: Path, *args: str, app: str = "hello") -> subprocess.CompletedProcess[str]:
-    command = deploying.app_command(app, location=target, args=args)
-    return subprocess.run(command.argv, env=dict(command.env), capture_output=True, text=True)
-
-
-def leftovers(target: Path) -> list[str]:
-    state_dir = target / ".venvlayers"
-    names = [p.name for p in state_dir.iterdir()] if state_dir.is_dir() else []
-    return sorted(
-        n for n in names if n.startswith(("staging-", "downloads-")) or n.endswith(".tmp")
-    ) + sorted(p.name for p in target.glob(".*") if p.name != ".venvlayers")
-
-
-# -- sources and metadata ----------------------------------------------------------------
 
 
 def test_sources_are_parsed(tmp_path: Path) -> None:
@@ -981,7 +772,7 @@ def test_renameat2_is_available_here(tmp_path: Path) -> None:
 def test_without_renameat2_the_fallback_is_used(
     published: Path, deployed: Path, stack: FakeStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_deploy_state, "_renameat2", lambda: None)
+    monkeypatch.setattr(venvlayers._util.fs, "_renameat2", lambda: None)
     stack.layers["app-hello"]["files"]["lib/site/hello.py"] = HELLO.format(version="v2")
     stack.publish(published)
     deploying.deploy(published, deployed)
@@ -1010,7 +801,7 @@ def test_an_interrupted_commit_is_finished_by_the_next_deploy(
     stack.layers["app-other"]["install_target"] = "app-other@2"
     stack.publish(published)
     if not use_exchange:
-        monkeypatch.setattr(_deploy_state, "_renameat2", lambda: None)
+        monkeypatch.setattr(venvlayers._util.fs, "_renameat2", lambda: None)
     real_rename = os.rename
     renames: list[str] = []
 
@@ -1070,29 +861,6 @@ def test_a_second_deploy_waits_for_the_lock(published: Path, deployed: Path) -> 
 
 
 # -- over HTTP -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A local HTTP server for `tmp_path/www`: (base URL, directory)."""
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_deploy_over_http(stack: FakeStack, http_root: tuple[str, Path], tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.plugins.registry import CountingProxy, Registry
-from tests.signing.conftest import write_key
+from tests.support.fakestack import HELLO, FakeStack, leftovers, run_hello, snapshot
+from tests.support.keys import write_key
 from tests.support.reporting import RecordingReporter
-from tests.test_deploying import HELLO, FakeStack, leftovers, run_hello, snapshot
 from venvlayers import deploying, distribution, publishing
 from venvlayers.cli import main
 from venvlayers.errors import DistributionError, SignatureError, TransferError

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.signing.conftest import write_key
-from tests.test_deploying import FakeStack, snapshot
+from tests.support.fakestack import FakeStack, snapshot
+from tests.support.keys import write_key
 from venvlayers import deploying, publishing
 from venvlayers.cli import main
 from venvlayers.errors import SignatureError
@@ -269,3 +269,22 @@ def test_cli_sign_refuses_what_is_not_a_publish(
     assert len(err) == 1 and "is not a published stack" in err[0]
     assert main(["sign", str(tmp_path), "--key", str(tmp_path / "nope")]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cli_sign_with_an_encrypted_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = FakeStack(tmp_path / "stack").publish(tmp_path / "out")
+    (tmp_path / "keys").mkdir()
+    path = write_key(tmp_path / "keys", "locked", ed25519.Ed25519PrivateKey.generate(), "s3cret")
+    monkeypatch.delenv("VENVLAYERS_SIGN_PASSPHRASE", raising=False)
+    assert main(["sign", str(out), "--key", str(path)]) == 1  # no terminal to ask on
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "passphrase" in err[0] and str(path) in err[0]
+    monkeypatch.setenv("VENVLAYERS_SIGN_PASSPHRASE", "wrong")
+    assert main(["sign", str(out), "--key", str(path)]) == 1
+    assert "passphrase" in capsys.readouterr().err
+    assert not (out / SIGNATURE_PATH).exists()
+    monkeypatch.setenv("VENVLAYERS_SIGN_PASSPHRASE", "s3cret")
+    assert main(["sign", str(out), "--key", str(path)]) == 0
+    assert (out / SIGNATURE_PATH).is_file()

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Built, scrubbed_env
-from tests.test_deploying import http_root as http_root, snapshot
+from tests.support.fakestack import http_root as http_root, snapshot
 from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat
 from venvlayers.errors import ArchiveError, DeployError
@@ -353,6 +353,7 @@ def test_a_full_disk_changes_nothing(releases: Releases, tiny_disk: Path) -> Non
 KILLER = textwrap.dedent("""\
     import os, signal, sys
     from pathlib import Path
+    from venvlayers._util import fs as _fs
     from venvlayers.deploying import commit as _deploy_commit
     from venvlayers.deploying import extract as _deploy_extract
     from venvlayers.deploying import state as _deploy_state
@@ -364,6 +365,7 @@ KILLER = textwrap.dedent("""\
         "extract": _deploy_extract,
         "state": _deploy_state,
         "commit": _deploy_commit,
+        "fs": _fs,
     }[module]
     real = getattr(owner, name)
     calls = []
@@ -391,7 +393,7 @@ KILL_POINTS = [
     ("deploying", "_run_postinstall", "before", 2, "prepare"),
     ("state", "write_manifest", "after", 1, "prepare"),
     ("state", "write_state", "after", 1, "commit"),
-    ("state", "exchange", "after", 1, "commit"),
+    ("fs", "exchange", "after", 1, "commit"),
     ("state", "replace_dir", "after", 1, "commit"),
     ("commit", "_remove_layers", "after", 1, "commit"),
     ("state", "remove_quietly", "before", 2, "cleanup"),

@@ -129,7 +129,7 @@ def test_launch_module_edit_republishes_only_that_app(layered_stack: Built, tmp_
 def test_publish_signs_and_drops_a_stale_signature(layered_stack: Built, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from tests.signing.conftest import write_key
+    from tests.support.keys import write_key
     from venvlayers.layout import METADATA_PATH, SIGNATURE_PATH
     from venvlayers.signing import AllowedSigners, load_signing_key, verify
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from tests.support.keys import write_key
 from venvlayers.signing import SigningKey, load_signing_key
 
 PASSPHRASE = "correct horse battery staple"
@@ -51,30 +51,6 @@ def _private_key(
         curve = {"256": ec.SECP256R1(), "384": ec.SECP384R1(), "521": ec.SECP521R1()}
         return ec.generate_private_key(curve[kind.removeprefix("ecdsa")])
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def write_key(directory: Path, name: str, private: object, passphrase: str | None = None) -> Path:
-    """Write `private` in OpenSSH format (encrypted with `passphrase`) and its `.pub`."""
-    assert isinstance(
-        private, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-    )
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    path = directory / name
-    path.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
-        )
-    )
-    path.chmod(0o600)
-    public = private.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    (directory / f"{name}.pub").write_bytes(public + b" " + name.encode() + b"\n")
-    return path
 
 
 @pytest.fixture(scope="session")

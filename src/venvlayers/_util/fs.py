@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import json
 import os
 import shutil
@@ -130,3 +133,66 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+# -- replacing directories --------------------------------------------------------------
+# Deploy commits and pull outputs replace whole directories; a crash must leave either
+# the old or the new one findable.
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """glibc's renameat2 (2.28+), or None where it does not exist."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux `RENAME_EXCHANGE`); False if unsupported."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False  # old kernel or a file system without it
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def replace_dir(new: Path, final: Path, aside: Path, *, use_exchange: bool = True) -> None:
+    """Put directory `new` at `final`; whatever was at `final` ends up at `aside`.
+
+    With `RENAME_EXCHANGE` there is no moment without a `final`. Elsewhere `final`
+    is first renamed to `aside`, then `new` renamed in: a crash between the two leaves
+    `final` missing with the old version at `aside`, which `restore_aside` undoes.
+    """
+    if not os.path.lexists(final):
+        os.rename(new, final)
+        return
+    if use_exchange and exchange(new, final):
+        os.rename(new, aside)  # `new` now names the old version
+        return
+    os.rename(final, aside)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.rename(aside, final)
+        raise
+
+
+def restore_aside(final: Path, aside: Path) -> None:
+    """Undo a `replace_dir` cut short between its two renames."""
+    if os.path.lexists(aside) and not os.path.lexists(final):
+        os.rename(aside, final)

@@ -32,7 +32,7 @@ def push_command(
     items: Annotated[
         list[str],
         typer.Argument(
-            metavar="OUTPUT_DIR... REFERENCE",
+            metavar="OUTPUT_DIR [OUTPUT_DIR...] REFERENCE",
             help="One or more published output directories (one per platform), then "
             "`oci://HOST[:PORT]/REPO[:TAG]` or `oci-layout:DIR[:TAG]`.",
         ),
@@ -74,15 +74,13 @@ def push_command(
         )
     if json_output:
         print_json(
-            {
-                "reference": result.reference,
-                "digest": result.digest,
-                "manifests": dict(result.manifests),
-                "unchanged": result.unchanged,
-                "previous": result.previous,
-                "bytes_sent": result.bytes_sent,
-                "blobs": [_blob_json(b) for b in result.blobs],
-            }
+            _result_json(
+                result,
+                manifests=dict(result.manifests),
+                unchanged=result.unchanged,
+                previous=result.previous,
+                bytes_sent=result.bytes_sent,
+            )
         )
         return
     if result.unchanged:
@@ -139,14 +137,12 @@ def pull_command(
         )
     if json_output:
         print_json(
-            {
-                "reference": result.reference,
-                "digest": result.digest,
-                "output_dir": str(result.output_dir),
-                "platforms": list(result.platforms),
-                "bytes_received": result.bytes_received,
-                "blobs": [_blob_json(b) for b in result.blobs],
-            }
+            _result_json(
+                result,
+                output_dir=str(result.output_dir),
+                platforms=list(result.platforms),
+                bytes_received=result.bytes_received,
+            )
         )
         return
     _render_blobs(result.blobs)
@@ -159,14 +155,15 @@ def pull_command(
     )
 
 
-def _blob_json(blob: distribution.BlobTransfer) -> dict[str, object]:
-    return {
-        "name": blob.name,
-        "digest": blob.digest,
-        "size": blob.size,
-        "action": blob.action,
-        "bytes": blob.bytes,
-    }
+def _result_json(
+    result: distribution.PushResult | distribution.PullResult, **fields: object
+) -> dict[str, object]:
+    """The `--json` of push and pull: the same keys for what they share."""
+    blobs = [
+        {"name": b.name, "digest": b.digest, "size": b.size, "action": b.action, "bytes": b.bytes}
+        for b in result.blobs
+    ]
+    return {"reference": result.reference, "digest": result.digest, **fields, "blobs": blobs}
 
 
 def _render_blobs(blobs: tuple[distribution.BlobTransfer, ...]) -> None:

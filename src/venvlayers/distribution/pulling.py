@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._util.fs import remove_tree, write_atomic
+from .._util.fs import remove_tree, replace_dir, restore_aside, write_atomic
 from ..errors import DistributionError
 from ..progress import NULL_REPORTER, Reporter
 from .artifact import METADATA_PATH, Blob, digest_of
@@ -86,7 +86,8 @@ def pull(
             _link(blobs_dir / blob.hex, path)
         if METADATA_PATH not in files:  # a manifest from another tool may only have the config
             write_atomic(out / METADATA_PATH, stacks[0].metadata)
-        _replace_dir(out, final, aside)
+        replace_dir(out, final, aside)
+        remove_tree(aside)
         remove_tree(staging)
     except OSError as exc:
         raise DistributionError(f"cannot write {final}: {exc.strerror or exc}") from None
@@ -149,29 +150,8 @@ def _link(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest)
 
 
-# Directory replacement as `_deploy_state.replace_dir` does it (without RENAME_EXCHANGE);
-# both belong in one filesystem helper once the package layout settles.
-
-
-def _replace_dir(new: Path, final: Path, aside: Path) -> None:
-    """Put `new` at `final`; a crash between the two renames is undone by `_restore_aside`."""
-    if not os.path.lexists(final):
-        os.rename(new, final)
-        return
+def _restore_aside(final: Path, aside: Path) -> None:
+    """Undo a replacement cut short; an old copy whose replacement landed is deleted."""
+    restore_aside(final, aside)
     if os.path.lexists(aside):
         remove_tree(aside)
-    os.rename(final, aside)
-    try:
-        os.rename(new, final)
-    except BaseException:
-        os.rename(aside, final)
-        raise
-    remove_tree(aside)
-
-
-def _restore_aside(final: Path, aside: Path) -> None:
-    if os.path.lexists(aside):
-        if os.path.lexists(final):
-            remove_tree(aside)
-        else:
-            os.rename(aside, final)
