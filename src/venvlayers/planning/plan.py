@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 # bump when the layout of built layers changes, so older builds are redone
-BUILD_FORMAT = 2
+BUILD_FORMAT = 3  # 3: postinstall.py compiles bytecode
 
 
 @dataclass(frozen=True)
