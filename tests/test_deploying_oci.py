@@ -45,7 +45,11 @@ def test_deploy_from_a_registry_fetches_only_what_changed(
     _push(v2, proxy.ref("team/stack", "2"))
     target = tmp_path / "target"
     proxy.clear()
-    first = deploying.deploy(proxy.ref("team/stack", "1"), target)
+    progress = RecordingReporter()
+    first = deploying.deploy(proxy.ref("team/stack", "1"), target, reporter=progress)
+    # progress names layers and archives, not the digest-prefixed files they are staged as
+    assert progress.descriptions["deploy:app-hello"] == "extract app-hello"
+    assert progress.descriptions["download:app-hello.tar.gz"] == "download app-hello.tar.gz"
     assert {x.action for x in first.layers} == {"installed"}
     assert len(proxy.blob_gets()) == len(first.layers) + 1  # + the config (venvstacks.json)
     assert "v1" in run_hello(target).stdout
@@ -57,8 +61,12 @@ def test_deploy_from_a_registry_fetches_only_what_changed(
     # the config and the one changed archive: nothing else crosses the network
     config_size = len((v2 / "__venvstacks__" / "venvstacks.json").read_bytes())
     assert sorted(h.received for h in archive_gets) == sorted([config_size, hello.archive_size])
+    # what the deploy says it fetched is what crossed the network: archives only
+    assert first.fetched == sum(x.archive_size for x in first.layers)
+    assert second.fetched == hello.archive_size
     assert "v2" in run_hello(target).stdout
     assert leftovers(target) == []
+    assert deploying.deploy(v2, tmp_path / "from-dir").fetched == 0
 
 
 def test_deploy_by_digest_and_from_an_oci_layout(
@@ -215,3 +223,66 @@ def test_run_from_runs_the_deployed_copy_when_the_source_is_gone(
     reporter = RecordingReporter()
     assert deploying.run_from(ref, "hello", target=target, reporter=reporter) == 0
     assert any("running what is deployed" in n for n in reporter.notes)
+
+
+def test_cli_run_from_stops_the_progress_display_before_the_app_starts(
+    registry: Registry,
+    released: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal, a progress display still drawing would overwrite the app's output."""
+    from venvlayers.cli import common
+
+    v1, _ = released
+    ref = f"oci://{registry.host}/team/progress:1"
+    _push(v1, ref)
+    monkeypatch.setenv("VENVLAYERS_DATA_DIR", str(tmp_path / "data"))
+    events: list[str] = []
+    original_exit = common.RichReporter.__exit__
+
+    def exit_(self: common.RichReporter, *exc: object) -> None:
+        events.append("progress stopped")
+        original_exit(self, *exc)
+
+    def run_app(app: str, *, location: Path | None = None, args: tuple[str, ...] = ()) -> int:
+        events.append(f"run {app}")
+        assert location is not None and "v1" in run_hello(location).stdout
+        return 3
+
+    monkeypatch.setattr(common.RichReporter, "__exit__", exit_)
+    monkeypatch.setattr(deploying, "run_app", run_app)
+    assert main(["run", "hello", "--from", ref]) == 3
+    assert events == ["progress stopped", "run hello"]
+
+
+def test_cli_summaries_say_what_was_moved(
+    registry: Registry,
+    released: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    v1, v2 = released
+    ref = f"oci://{registry.host}/team/summary"
+    assert main(["push", str(v1), f"{ref}:1"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"pushed {ref}:1@sha256:") and " uploaded in " in last
+    assert main(["push", str(v2), f"{ref}:2", "--json"]) == 0
+    pushed = json.loads(capsys.readouterr().out)
+    assert pushed["seconds"] >= 0 and pushed["bytes_sent"] > 0
+    target = tmp_path / "target"
+    assert main(["deploy", f"{ref}:1", "--target", str(target)]) == 0
+    assert " fetched)" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["deploy", f"{ref}:2", "--target", str(target), "--json"]) == 0
+    deployed = json.loads(capsys.readouterr().out)
+    hello = next(x for x in deployed["layers"] if x["install_target"] == "app-hello")
+    assert deployed["fetched_bytes"] == hello["archive_size"]
+    assert main(["deploy", str(v2), "--target", str(target)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith("s)")  # nothing fetched
+    mirror = tmp_path / "mirror"
+    assert main(["pull", f"{ref}:2", str(mirror), "--json"]) == 0
+    pulled = json.loads(capsys.readouterr().out)
+    assert not pulled["unchanged"] and pulled["seconds"] >= 0
+    assert main(["pull", f"{ref}:1", str(mirror)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"pulled {ref}:1@") and " downloaded in " in last

@@ -114,6 +114,7 @@ def _render_deploy(result: deploying.DeployResult, json_output: bool) -> None:
                 ],
                 "removed": list(result.removed),
                 "signed_by": result.signed_by.to_dict() if result.signed_by else None,
+                "fetched_bytes": result.fetched,
             }
         )
         return
@@ -122,7 +123,9 @@ def _render_deploy(result: deploying.DeployResult, json_output: bool) -> None:
     if result.signed_by is not None:
         say(f"signature ok: signed by {result.signed_by.describe()}")
     table = Table(show_edge=False, header_style="bold")
-    for column in ("layer", "result", "archive", "installed", "time"):
+    # a layer's time runs from the start of extraction until it is unpacked and its
+    # postinstall done, waiting for lower layers included (as `build` shows it)
+    for column in ("layer", "result", "archive", "installed", "ready after"):
         table.add_column(column)
     for layer in result.layers:
         table.add_row(
@@ -136,7 +139,8 @@ def _render_deploy(result: deploying.DeployResult, json_output: bool) -> None:
     for name in result.removed:
         say(f"removed {name} (no deployed app needs it)")
     changed, total = len(result.changed), len(result.layers)
-    say(f"{changed} of {total} layers changed in {result.target} ({result.seconds:.2f}s)")
+    fetched = f"; {human_size(result.fetched)} fetched" if result.fetched else ""
+    say(f"{changed} of {total} layers changed in {result.target} ({result.seconds:.2f}s{fetched})")
 
 
 @app.command(
@@ -173,17 +177,18 @@ def run_command(
     if source is None:
         code = deploying.run_app(app_name, location=target, args=tuple(args or ()))
         raise typer.Exit(code)
+    # the deploy's notes and progress go to stderr, and stop before the app starts:
+    # a progress display still drawing would overwrite the app's own output
     with RichReporter(bytes_mode=True, transient=True) as reporter:
-        # the deploy's notes and progress go to stderr: stdout is the app's
-        code = deploying.run_from(
+        where = deploying.deploy_for_run(
             source,
             app_name,
-            args=tuple(args or ()),
             target=target,
             trusted_keys=trusted_keys,
             insecure=insecure,
             reporter=reporter,
         )
+    code = deploying.run_app(app_name, location=where, args=tuple(args or ()))
     raise typer.Exit(code)
 
 

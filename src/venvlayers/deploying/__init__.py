@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         RemoveResult as RemoveResult,
         default_run_target as default_run_target,
         deploy as deploy,
+        deploy_for_run as deploy_for_run,
         remove as remove,
         run_from as run_from,
     )
@@ -39,7 +40,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "inspection": "AppStatus LayerStatus TargetStatus status",
         "operations": (
-            "DeployResult LayerResult RemoveResult default_run_target deploy remove run_from"
+            "DeployResult LayerResult RemoveResult default_run_target deploy deploy_for_run "
+            "remove run_from"
         ),
         "run": "AppCommand app_command app_environment run_app",
     },

@@ -80,6 +80,7 @@ __all__ = [
     "app_environment",
     "default_run_target",
     "deploy",
+    "deploy_for_run",
     "remove",
     "run_app",
     "run_from",
@@ -118,6 +119,9 @@ class DeployResult:
     seconds: float
     signed_by: SignedBy | None = None
     """Who signed the stack, when the target requires signatures."""
+    fetched: int = 0
+    """Bytes of archives that came from a remote source in this deploy (0 for a
+    published directory, and for archives an interrupted deploy had already fetched)."""
 
     @property
     def changed(self) -> tuple[LayerResult, ...]:
@@ -245,7 +249,9 @@ def _deploy(
         for layer in selection.layers
     )
     seconds = round(time.monotonic() - started, 3)
-    return DeployResult(target, plat, src.text, results, txn.remove, seconds, trust.signed_by)
+    return DeployResult(
+        target, plat, src.text, results, txn.remove, seconds, trust.signed_by, sum(stage.fetched)
+    )
 
 
 def _check_trust(
@@ -340,6 +346,8 @@ class _Staging:
     reporter: Reporter
     times: dict[str, float] = field(default_factory=dict)
     compiled: dict[str, CompileResult] = field(default_factory=dict)
+    fetched: list[int] = field(default_factory=list)
+    """Bytes each remote archive brought over the network."""
 
 
 def _prepare_and_record(
@@ -361,7 +369,7 @@ def _prepare_and_record(
     downloads = st.state_dir(target) / st.DOWNLOADS
     try:
         staging.mkdir()
-        archives = _fetch_archives(src, todo, verified, downloads, reporter)
+        archives = _fetch_archives(src, todo, verified, downloads, stage.fetched, reporter)
         records = _stage_layers(todo, archives, staging, stage)
         txn = _plan(state, selection, records, staging.name, platform, src, trust)
         state = st.write_state(target, _with_transaction(state, txn))
@@ -380,6 +388,7 @@ def _fetch_archives(
     todo: Sequence[PublishedLayer],
     verified: set[str],
     downloads: Path,
+    fetched: list[int],
     reporter: Reporter,
 ) -> dict[DeployName, Path]:
     """The verified archive of each layer to install (downloaded first if remote)."""
@@ -393,7 +402,8 @@ def _fetch_archives(
             downloads.mkdir(exist_ok=True)
             archive = downloads / f"{layer.archive_sha256[:32]}-{layer.archive_name}"
             if not _already_fetched(archive, layer):
-                src.download(layer, archive, reporter)  # checked as it streams; resumable
+                # checked as it streams; resumable
+                fetched.append(src.download(layer, archive, reporter))
         found[layer.install_target] = archive
     return found
 
@@ -771,11 +781,36 @@ def run_from(
 ) -> int:
     """Deploy what `app` needs from `source` (only what is missing), then run it.
 
-    Like `pipx run` for a layered stack: the deployment goes to `target`, by default a
-    per-user directory for the source (`default_run_target`), so a second run fetches
-    nothing and a new release fetches only the layers that changed. When the source
-    cannot be reached but the app was deployed before, that copy runs (with a note).
+    Like `pipx run` for a layered stack: `deploy_for_run`, then `run_app` there.
     Returns the app's exit code.
+    """
+    where = deploy_for_run(
+        source,
+        app,
+        target=target,
+        trusted_keys=trusted_keys,
+        insecure=insecure,
+        reporter=reporter,
+    )
+    return run_app(app, location=where, args=args)
+
+
+def deploy_for_run(
+    source: str | Path,
+    app: str,
+    *,
+    target: Path | None = None,
+    trusted_keys: Path | None = None,
+    insecure: bool = False,
+    reporter: Reporter = NULL_REPORTER,
+) -> Path:
+    """Deploy what `app` needs from `source` (only what is missing); the deployment.
+
+    The deployment goes to `target`, by default a per-user directory for the source
+    (`default_run_target`), so a second run fetches nothing and a new release fetches
+    only the layers that changed. When the source cannot be reached but the app was
+    deployed before, that copy is used (with a note). A caller that shows progress
+    stops showing it before it starts the app, whose output is the user's.
     """
     target = target if target is not None else default_run_target(source)
     try:
@@ -792,7 +827,7 @@ def run_from(
         if state is None or not state.layers:
             raise
         reporter.note(f"warning: {exc}; running what is deployed in {target}")
-    return run_app(app, location=target, args=args)
+    return target
 
 
 def default_run_target(source: str | Path) -> Path:

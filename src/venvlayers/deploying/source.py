@@ -91,10 +91,11 @@ class StackSource(ABC):
         raise NotImplementedError
 
     @abstractmethod
-    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> int:
         """Fetch the layer's archive into `dest`, checking size and sha256 as it streams.
 
         An interrupted download leaves `dest.partial`, which the next call resumes.
+        Returns the bytes fetched (without those a resumed `.partial` already held).
         """
 
     def close(self) -> None:  # noqa: B027 (most sources hold nothing to release)
@@ -146,7 +147,7 @@ class DirectorySource(StackSource):
     def local_archive(self, layer: PublishedLayer) -> Path:
         return self.directory / layer.archive_name
 
-    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> int:
         raise AssertionError("local archives are used where they are")
 
 
@@ -170,8 +171,8 @@ class HttpSource(StackSource):
         signature = reply.content if reply.status == 200 else None
         return _parse_metadata(raw, where, signature, sig_where)
 
-    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
-        self.http.download(
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> int:
+        done = self.http.download(
             f"{self.base_url}/{urllib.parse.quote(layer.archive_name)}",
             dest,
             sha256=layer.archive_sha256,
@@ -181,6 +182,7 @@ class HttpSource(StackSource):
             f"{layer.archive_sha256[:16]}...; check that SOURCE is the complete output of "
             "`venvlayers publish`",
         )
+        return done.received
 
     def close(self) -> None:
         self.http.close()
@@ -194,8 +196,8 @@ class OciSource(StackSource):
         options = distribution.TransferOptions(insecure=insecure)
         try:
             self.reader = distribution.open_stack(text, options)
-        except DistributionError as exc:
-            raise DeployError(f"cannot deploy from {text}: {exc}") from None
+        except DistributionError as exc:  # it names the reference (or the layout's path)
+            raise DeployError(str(exc)) from None
         self.resolved: distribution.ResolvedStack | None = None
 
     def load(self, platform: TargetPlatform | None = None) -> PublishedStack:
@@ -204,9 +206,9 @@ class OciSource(StackSource):
         sig_where = f"{self.text} ({resolved.manifest_digest[:19]}) {SIGNATURE_PATH}"
         return _parse_metadata(resolved.metadata, where, resolved.signature, sig_where)
 
-    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> None:
+    def download(self, layer: PublishedLayer, dest: Path, reporter: Reporter) -> int:
         assert self.resolved is not None, "load() first"
-        self.reader.fetch(self.resolved.layer_blob(layer), dest, reporter)
+        return self.reader.fetch(self.resolved.layer_blob(layer), dest, reporter).bytes
 
     def close(self) -> None:
         self.reader.close()
