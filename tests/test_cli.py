@@ -119,3 +119,25 @@ def test_verbosity_flags_after_the_command(spec: Path, capsys: pytest.CaptureFix
     assert main(["show", str(spec), "-q"]) == 0
     assert capsys.readouterr().err == ""
     assert main(["show", str(spec), "-vv"]) == 0
+
+
+def test_transfer_progress_uses_binary_units_and_shows_only_work_under_way() -> None:
+    """Sizes in progress bars read like the tables (MiB); a transient display (push,
+    pull, deploy) drops finished bars, so many small blobs do not fill the terminal."""
+    from rich.progress import DownloadColumn
+
+    from venvlayers.cli.common import RichReporter
+
+    transfers = RichReporter(bytes_mode=True, transient=True)
+    column = next(c for c in transfers._progress.columns if isinstance(c, DownloadColumn))
+    assert column.binary_units
+    transfers.begin("a", "upload a", total=10)
+    transfers.begin("b", "upload b", total=10)
+    transfers.advance("a", 10)
+    transfers.end("a")
+    shown = {t.description: t.visible for t in transfers._progress.tasks}
+    assert shown == {"upload a": False, "upload b": True}
+    kept = RichReporter()  # build and publish keep their finished bars
+    kept.begin("a", "build a")
+    kept.end("a")
+    assert [t.visible for t in kept._progress.tasks] == [True]

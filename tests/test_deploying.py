@@ -689,6 +689,9 @@ def test_deploying_with_worker_processes(published: Path, tmp_path: Path) -> Non
         "deploy:framework-fw",
         "deploy:rt",
     ]
+    # named by layer, in this process and in workers alike
+    assert progress.descriptions["deploy:rt"] == "extract rt"
+    assert progress.descriptions["deploy:app-other@1"] == "extract app-other@1"
     assert run_hello(target).stdout.split() == ["v1"]
     assert not deploying.status(target, verify=True).damaged
 

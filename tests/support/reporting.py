@@ -16,11 +16,14 @@ class RecordingReporter(Reporter):
     def __init__(self) -> None:
         self.events: list[tuple[str, str, object]] = []
         self.notes: list[str] = []
+        self.descriptions: dict[str, str] = {}
+        """What each unit of work was called when it began, by key."""
         self._lock = threading.Lock()
 
     def begin(self, key: str, description: str, total: int | None = None) -> None:
         with self._lock:
             self.events.append(("begin", key, total))
+            self.descriptions[key] = description
 
     def advance(self, key: str, amount: int) -> None:
         with self._lock:

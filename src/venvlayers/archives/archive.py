@@ -365,6 +365,7 @@ def extract_archive(
     expected_root: str | None = None,
     reporter: Reporter = NULL_REPORTER,
     report_key: str = "",
+    report_label: str = "",
     on_file: Callable[[str], None] | None = None,
 ) -> ExtractedLayer:
     """Extract `archive` (format from its content) into the empty directory `dest`.
@@ -372,7 +373,8 @@ def extract_archive(
     The archive must hold exactly one top folder (named `expected_root` if given) and
     nothing unsafe; otherwise an `ArchiveError` names the member, and what was already
     extracted is removed. Memory use does not grow with the archive's size. Progress
-    (compressed bytes read) goes to `reporter` under `report_key` (default: file name).
+    (compressed bytes read) goes to `reporter` under `report_key` (default: file name),
+    described as `report_label` (default: `extracting FILE NAME`).
     `on_file` hears, in the extracting thread, of each regular file (path below the top
     folder) once it is completely written: a deploy starts compiling while the rest
     of the archive is still being unpacked. Whatever it starts must be undone by the
@@ -384,6 +386,7 @@ def extract_archive(
         expected_root=expected_root,
         reporter=reporter,
         report_key=report_key or archive.name,
+        report_label=report_label or f"extracting {archive.name}",
         on_file=on_file,
     )
 

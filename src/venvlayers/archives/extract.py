@@ -433,12 +433,13 @@ def extract(
     expected_root: str | None,
     reporter: Reporter,
     report_key: str,
+    report_label: str,
     on_file: Callable[[str], None] | None = None,
 ) -> ExtractedLayer:
     _check_dest(archive, dest)
     total = _archive_size(archive)
     tree = _Tree(dest, expected_root, on_file)
-    reporter.begin(report_key, f"extracting {archive.name}", total=total)
+    reporter.begin(report_key, report_label, total=total)
     ok = False
     try:
         with _translated_errors(archive, dest):

@@ -189,7 +189,9 @@ class RichReporter(Reporter):
 
     def __init__(self, *, transient: bool = False, bytes_mode: bool = False) -> None:
         columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
-        columns.append(DownloadColumn() if bytes_mode else TextColumn("{task.fields[status]}"))
+        # MiB, as every table and summary line prints sizes (`human_size`)
+        status = TextColumn("{task.fields[status]}")
+        columns.append(DownloadColumn(binary_units=True) if bytes_mode else status)
         columns.append(TimeElapsedColumn())
         self._progress = Progress(
             *columns,
@@ -199,6 +201,9 @@ class RichReporter(Reporter):
         )
         self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
+        # a display that vanishes at the end shows only the work under way: a push of
+        # many small blobs would otherwise fill the terminal with finished bars
+        self._hide_finished = transient
 
     def __enter__(self) -> RichReporter:
         self._progress.start()
@@ -222,7 +227,13 @@ class RichReporter(Reporter):
             task = self._tasks.get(key)
             if task is not None:
                 total = self._progress.tasks[task].total
-                self._progress.update(task, completed=total or 1, total=total or 1, status=status)
+                self._progress.update(
+                    task,
+                    completed=total or 1,
+                    total=total or 1,
+                    status=status,
+                    visible=not self._hide_finished,
+                )
 
     def note(self, message: str) -> None:
         if not OUT.quiet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +64,7 @@ def push_command(
         raise typer.BadParameter("give at least one OUTPUT_DIR and then the REFERENCE")
     *dirs, ref = items
     options = distribution.TransferOptions(insecure=insecure, max_chunk=max_chunk)
+    started = time.monotonic()
     with RichReporter(bytes_mode=True, transient=True) as reporter:
         result = distribution.push(
             [Path(d).absolute() for d in dirs],
@@ -72,6 +74,7 @@ def push_command(
             options=options,
             reporter=reporter,
         )
+    seconds = round(time.monotonic() - started, 3)
     if json_output:
         print_json(
             _result_json(
@@ -80,6 +83,7 @@ def push_command(
                 unchanged=result.unchanged,
                 previous=result.previous,
                 bytes_sent=result.bytes_sent,
+                seconds=seconds,
             )
         )
         return
@@ -92,7 +96,11 @@ def push_command(
         for a in ("sent", "skipped", "mounted", "linked", "copied")
         if result.count(a)
     )
-    say(f"pushed {result.reference}@{result.digest} ({counts}; {human_size(result.bytes_sent)})")
+    moved = "copied" if _on_disk(result.reference) else "uploaded"
+    say(
+        f"pushed {result.reference}@{result.digest} "
+        f"({counts}; {human_size(result.bytes_sent)} {moved} in {seconds:.2f}s)"
+    )
     if result.previous:
         say(f"the tag moved from {result.previous}")
 
@@ -127,6 +135,7 @@ def pull_command(
     holds are reused.
     """
     options = distribution.TransferOptions(insecure=insecure)
+    started = time.monotonic()
     with RichReporter(bytes_mode=True, transient=True) as reporter:
         result = distribution.pull(
             reference,
@@ -135,13 +144,16 @@ def pull_command(
             options=options,
             reporter=reporter,
         )
+    seconds = round(time.monotonic() - started, 3)
     if json_output:
         print_json(
             _result_json(
                 result,
                 output_dir=str(result.output_dir),
                 platforms=list(result.platforms),
+                unchanged=result.unchanged,
                 bytes_received=result.bytes_received,
+                seconds=seconds,
             )
         )
         return
@@ -149,9 +161,11 @@ def pull_command(
     if result.unchanged:
         say(f"{result.output_dir} already holds {result.reference} ({result.digest})")
         return
+    moved = "copied" if _on_disk(result.reference) else "downloaded"
     say(
         f"pulled {result.reference}@{result.digest} into {result.output_dir} "
-        f"({', '.join(result.platforms)}; {human_size(result.bytes_received)})"
+        f"({', '.join(result.platforms)}; {human_size(result.bytes_received)} {moved} "
+        f"in {seconds:.2f}s)"
     )
 
 
@@ -164,6 +178,12 @@ def _result_json(
         for b in result.blobs
     ]
     return {"reference": result.reference, "digest": result.digest, **fields, "blobs": blobs}
+
+
+def _on_disk(reference: str) -> bool:
+    """Whether `reference` is an OCI layout in a directory (bytes copied, not sent)."""
+    ref = distribution.parse_reference(reference)
+    return isinstance(ref, distribution.LayoutReference) and ref.path is not None
 
 
 def _render_blobs(blobs: tuple[distribution.BlobTransfer, ...]) -> None:

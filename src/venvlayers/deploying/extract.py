@@ -77,6 +77,7 @@ def extract_layer(
         expected_root=install_target,
         reporter=reporter,
         report_key=f"deploy:{install_target}",
+        report_label=_label(install_target),
         on_file=hooks.on_file if hooks is not None else None,
     )
     if hooks is not None:
@@ -84,6 +85,11 @@ def extract_layer(
     os.rename(result.path, staging / install_target)
     container.rmdir()
     return ExtractedLayer(staging / install_target, result.root_name, result.manifest)
+
+
+def _label(install_target: str) -> str:
+    # the layer's name: a remote archive is staged under a digest-prefixed file name
+    return f"extract {install_target}"
 
 
 @dataclass(frozen=True)
@@ -244,7 +250,7 @@ def _in_worker(worker: subprocess.Popen[str], task: _Task, reporter: Reporter) -
         worker.stdin.flush()
     except OSError:
         raise DeployError(f"the extraction worker for {task.archive.name} died") from None
-    reporter.begin(key, f"extracting {task.archive.name}", total=task.archive.stat().st_size)
+    reporter.begin(key, _label(task.install_target), total=task.archive.stat().st_size)
     status = "failed"
     try:
         while line := worker.stdout.readline():
