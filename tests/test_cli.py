@@ -141,3 +141,17 @@ def test_transfer_progress_uses_binary_units_and_shows_only_work_under_way() -> 
     kept.begin("a", "build a")
     kept.end("a")
     assert [t.visible for t in kept._progress.tasks] == [True]
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from venvlayers import distribution
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distribution, "push", interrupted)
+    assert main(["push", str(tmp_path), "oci-layout:" + str(tmp_path / "layout")]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "interrupted" and captured.out == ""

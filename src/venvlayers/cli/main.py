@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         if code is None:
             return 0
+        if code == 130 and _interrupted(exc):  # typer turns Ctrl-C into a silent exit 130
+            common.OUT.stderr.print("interrupted", markup=False)
         return code if isinstance(code, int) else 1
     except VenvLayersError as exc:
         for warning in getattr(exc, "warnings", []):
@@ -57,6 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         common.OUT.stderr.print("interrupted", markup=False)
         return 130
     return 0
+
+
+def _interrupted(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 _GLOBAL_FLAGS = frozenset({"-v", "-vv", "--verbose", "-q", "--quiet"})

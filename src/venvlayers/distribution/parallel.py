@@ -4,42 +4,66 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 __all__ = ["each"]
+
+_POLL = 0.2
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 def each(work: Callable[[T], R], blobs: Sequence[T], parallel: int) -> list[R]:
-    """`work` on every blob, `parallel` at a time; the first failure stops the rest."""
+    """`work` on every blob, `parallel` at a time; results in the order of `blobs`.
+
+    The first failure stops the rest (blobs not yet started are not started) and is
+    raised once the transfers under way have ended. An interruption of the caller
+    (Ctrl-C) is raised at once: the lanes are daemon threads, so a process that exits
+    does not first wait for a 700 MB upload to finish. What they leave behind is what
+    a killed process leaves (a `.partial` file, an unfinished upload session), which
+    the next run resumes or replaces.
+    """
     if parallel <= 1 or len(blobs) <= 1:
         return [work(b) for b in blobs]
-    failed = threading.Event()
+    stop = threading.Event()
+    lock = threading.Lock()
+    todo = iter(enumerate(blobs))
+    results: dict[int, R] = {}
+    errors: list[BaseException] = []
 
-    def guarded(blob: T) -> R | None:
-        if failed.is_set():
-            return None
-        try:
-            return work(blob)
-        except BaseException:
-            failed.set()
-            raise
-
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="venvlayers-blob") as pool:
-        futures = [pool.submit(guarded, b) for b in blobs]
-        results = []
-        error: BaseException | None = None
-        for future in futures:
+    def lane() -> None:
+        while not stop.is_set():
+            with lock:
+                item = next(todo, None)
+            if item is None:
+                return
+            index, blob = item
             try:
-                result = future.result()
+                result = work(blob)
             except BaseException as exc:  # the first one is the cause; report it
-                error = error or exc
-                continue
-            if result is not None:
-                results.append(result)
-    if error is not None:
-        raise error
-    return results
+                with lock:
+                    errors.append(exc)
+                stop.set()
+                return
+            with lock:
+                results[index] = result
+
+    lanes = [
+        threading.Thread(target=lane, name=f"venvlayers-blob-{i}", daemon=True)
+        for i in range(min(parallel, len(blobs)))
+    ]
+    for thread in lanes:
+        thread.start()
+    try:
+        for thread in lanes:
+            while thread.is_alive():
+                # a bounded wait: Python raises KeyboardInterrupt between waits, whichever
+                # thread the signal arrived in (an unbounded join may sleep through it)
+                thread.join(_POLL)
+    except BaseException:
+        stop.set()  # nothing new starts; the caller's cleanup stops what runs
+        raise
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(blobs))]
