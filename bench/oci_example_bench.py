@@ -22,7 +22,9 @@ from an earlier run; skopeo gets a fresh HOME. Traffic goes through a TCP relay
 included; the registry's access log names the requests. `--direct` skips the relay
 (times only).
 
-Measured, per run (medians of `--runs`):
+Measured, per run (medians of `--runs`; the two sides of each comparison run in
+alternating order, each after an `os.sync()`, so neither always finds the page cache
+warmer or the disk busier with what the other wrote):
 
 - `push`: `venvlayers push DIR oci://...` into an empty registry, against
   `skopeo copy --all oci:LAYOUT docker://...` of the same stack as an OCI layout
@@ -319,6 +321,7 @@ class Bench:
         if registry is not None:
             registry.traffic()  # start counting from here
         env = clean_env(home or self.home())
+        os.sync()  # what earlier steps wrote is not flushed on this one's time
         start = time.perf_counter()
         done = subprocess.run(list(map(str, command)), env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -413,6 +416,7 @@ def run_bench(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         meta = json.loads((published / "__venvstacks__/venvstacks.json").read_text())
         app = meta["layers"]["applications"][0]["layer_name"].removeprefix("app-")
     files = archives(published)
+    listed = sorted(files.values(), key=lambda f: -f[1])[:6]
     if update:
         files.update(archives(update))
     size = sum(p.stat().st_size for p in published.rglob("*") if p.is_file())
@@ -426,59 +430,60 @@ def run_bench(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     }
     once: dict[str, Timed] = {}
     relay = not args.direct
-    for run in range(args.runs):
+
+    def one_run(run: int) -> None:
         print(f"run {run + 1} of {args.runs} ...", file=sys.stderr)
-        with Registry(scratch, relay) as theirs:
-            times["skopeo push"].append(
-                bench.run(
+        last = run == args.runs - 1
+        with Registry(scratch, relay) as theirs, Registry(scratch, relay) as ours:
+            ref = f"oci://{ours.host}/bench/stack"
+            mirror, copy = scratch / f"pull{run}", scratch / f"skopeo-pull{run}"
+            target_oci = scratch / f"target-oci{run}"
+            target_dir = scratch / f"target-dir{run}"
+
+            def skopeo_push(tag: str = "v1") -> Timed:
+                return bench.run(
                     bench.skopeo(
                         "copy", "--all", "--dest-tls-verify=false",
-                        f"oci:{layout}:v1", f"docker://{theirs.host}/bench/stack:v1",
-                    ),
-                    theirs,
-                )
-            )  # fmt: skip
-            last = run == args.runs - 1
-            if last:
-                once["skopeo re-push"] = bench.run(
-                    bench.skopeo(
-                        "copy", "--all", "--dest-tls-verify=false",
-                        f"oci:{layout}:v1", f"docker://{theirs.host}/bench/stack:v1",
+                        f"oci:{layout}:{tag}", f"docker://{theirs.host}/bench/stack:{tag}",
                     ),
                     theirs,
                 )  # fmt: skip
-                if update:
-                    once["skopeo update push"] = bench.run(
-                        bench.skopeo(
-                            "copy", "--all", "--dest-tls-verify=false",
-                            f"oci:{layout}:v2", f"docker://{theirs.host}/bench/stack:v2",
-                        ),
-                        theirs,
-                    )  # fmt: skip
-        with Registry(scratch, relay) as ours:
-            ref = f"oci://{ours.host}/bench/stack"
-            times["push"].append(bench.run(vl("push", published, f"{ref}:v1"), ours))
-            mirror = scratch / f"pull{run}"
-            times["pull"].append(bench.run(vl("pull", f"{ref}:v1", mirror), ours))
-            copy = scratch / f"skopeo-pull{run}"
-            times["skopeo pull"].append(
-                bench.run(
+
+            steps = {
+                "push": lambda: bench.run(vl("push", published, f"{ref}:v1"), ours),
+                "skopeo push": skopeo_push,
+                "pull": lambda: bench.run(vl("pull", f"{ref}:v1", mirror), ours),
+                "skopeo pull": lambda: bench.run(
                     bench.skopeo(
-                        "copy", "--all", "--src-tls-verify=false",
-                        f"docker://{ours.host}/bench/stack:v1", f"oci:{copy}:v1",
+                        "copy",
+                        "--all",
+                        "--src-tls-verify=false",
+                        f"docker://{ours.host}/bench/stack:v1",
+                        f"oci:{copy}:v1",
                     ),
                     ours,
-                )
-            )  # fmt: skip
+                ),
+                "deploy oci://": lambda: bench.run(
+                    vl("deploy", f"{ref}:v1", "--target", target_oci), ours
+                ),
+                "deploy DIR": lambda: bench.run(vl("deploy", published, "--target", target_dir)),
+            }
+            # each pair in both orders, alternately: what runs second finds the page
+            # cache warmer and the disk busier with what the first one wrote
+            pairs = (
+                ("push", "skopeo push"),
+                ("pull", "skopeo pull"),
+                ("deploy oci://", "deploy DIR"),
+            )
+            for pair in pairs:
+                for name in pair if run % 2 == 0 else pair[::-1]:
+                    times[name].append(steps[name]())
             shutil.rmtree(mirror)
             shutil.rmtree(copy)
-            target_oci = scratch / f"target-oci{run}"
-            target_dir = scratch / f"target-dir{run}"
-            times["deploy oci://"].append(
-                bench.run(vl("deploy", f"{ref}:v1", "--target", target_oci), ours)
-            )
-            times["deploy DIR"].append(bench.run(vl("deploy", published, "--target", target_dir)))
             if last:
+                once["skopeo re-push"] = skopeo_push()
+                if update:
+                    once["skopeo update push"] = skopeo_push("v2")
                 once["unchanged re-push"] = bench.run(vl("push", published, f"{ref}:v1"), ours)
                 once["unchanged re-push, --force"] = bench.run(
                     vl("push", "--force", published, f"{ref}:v1"), ours
@@ -505,12 +510,16 @@ def run_bench(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                 )
             shutil.rmtree(target_oci)
             shutil.rmtree(target_dir)
+
+    for run in range(args.runs):
+        one_run(run)
     return {
         "published": str(published),
         "update": str(update) if update else None,
         "app": app,
         "size": size,
         "files": {h: list(v) for h, v in files.items()},
+        "largest": [list(f) for f in listed],
         "direct": args.direct,
         "runs": {k: [asdict(t) for t in v] for k, v in times.items()},
         "once": {k: asdict(t) for k, t in once.items()},
@@ -529,8 +538,9 @@ def render(result: dict[str, Any]) -> None:
     size = result["size"]
     files = result["files"]
     print(f"\n{result['published']}: {size / MiB:.1f} MiB")
-    for _, (name, nbytes) in sorted(files.items(), key=lambda kv: -kv[1][1])[:6]:
-        print(f"  {name:<40} {nbytes / MiB:9.2f} MiB")
+    for name, nbytes in result["largest"]:
+        shown = f"{nbytes / MiB:9.2f} MiB" if nbytes >= MiB else f"{nbytes / 1024:9.1f} KiB"
+        print(f"  {name:<48} {shown}")
     print(
         "\nwall time, median of", len(result["runs"]["push"]), "runs (seconds; MiB/s of the stack)"
     )
