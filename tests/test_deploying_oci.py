@@ -218,7 +218,15 @@ def test_run_from_runs_the_deployed_copy_when_the_source_is_gone(
     ref = proxy.ref("team/offline", "1")
     _push(v1, ref)
     target = tmp_path / "target"
-    assert deploying.run_from(ref, "hello", target=target) == 0
+    first = RecordingReporter()
+    assert deploying.run_from(ref, "hello", target=target, reporter=first) == 0
+    [note] = first.notes  # one line for the deploy, then only the app speaks
+    n = len(deploying.status(target).layers)
+    assert note.startswith(f"deployed {n} of {n} layers for hello into {target} (")
+    assert note.endswith(" fetched)")
+    again = RecordingReporter()
+    assert deploying.run_from(ref, "hello", target=target, reporter=again) == 0
+    assert again.notes == []  # nothing changed, nothing said
     proxy.fail = lambda method, path: 503
     reporter = RecordingReporter()
     assert deploying.run_from(ref, "hello", target=target, reporter=reporter) == 0

@@ -44,6 +44,7 @@ from typing import Any
 
 from .. import distribution
 from .._util.cache import data_root
+from .._util.fs import human_size
 from .._util.proc import clean_env, run
 from ..archives.archive import (
     ExtractedLayer,
@@ -809,12 +810,13 @@ def deploy_for_run(
     The deployment goes to `target`, by default a per-user directory for the source
     (`default_run_target`), so a second run fetches nothing and a new release fetches
     only the layers that changed. When the source cannot be reached but the app was
-    deployed before, that copy is used (with a note). A caller that shows progress
+    deployed before, that copy is used (with a note); a deploy that changed something
+    is noted in one line. A caller that shows progress
     stops showing it before it starts the app, whose output is the user's.
     """
     target = target if target is not None else default_run_target(source)
     try:
-        deploy(
+        result = deploy(
             source,
             target,
             apps=[app],
@@ -822,6 +824,12 @@ def deploy_for_run(
             insecure=insecure,
             reporter=reporter,
         )
+        if result.changed:  # else say nothing: the app's output is what the user wants
+            fetched = f", {human_size(result.fetched)} fetched" if result.fetched else ""
+            reporter.note(
+                f"deployed {len(result.changed)} of {len(result.layers)} layers for {app} "
+                f"into {target} ({result.seconds:.1f}s{fetched})"
+            )
     except TransferError as exc:
         state = st.read_state(target) if target.is_dir() else None
         if state is None or not state.layers:
