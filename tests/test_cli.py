@@ -132,11 +132,15 @@ def test_transfer_progress_uses_binary_units_and_shows_only_work_under_way() -> 
     column = next(c for c in transfers._progress.columns if isinstance(c, DownloadColumn))
     assert column.binary_units
     transfers.begin("a", "upload a", total=10)
-    transfers.begin("b", "upload b", total=10)
+    transfers.begin("b", "upload b", total=3 << 20)
+    transfers.advance("b", 1 << 20)
+    transfers.begin("c", "compiling c")  # counted in nothing: no `0/? bytes`
     transfers.advance("a", 10)
     transfers.end("a")
     shown = {t.description: t.visible for t in transfers._progress.tasks}
-    assert shown == {"upload a": False, "upload b": True}
+    assert shown == {"upload a": False, "upload b": True, "compiling c": True}
+    sizes = {t.description: str(column.render(t)) for t in transfers._progress.tasks}
+    assert sizes["upload b"] == "1.0/3.0 MiB" and sizes["compiling c"] == ""
     kept = RichReporter()  # build and publish keep their finished bars
     kept.begin("a", "build a")
     kept.end("a")

@@ -19,10 +19,12 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 from typer.core import TyperGroup
 
 from .. import __version__
@@ -184,6 +186,16 @@ def _global_options(
     _configure_logging(OUT.verbosity)
 
 
+class _SizeColumn(DownloadColumn):
+    """Bytes done of the total; blank for work not counted in bytes (a deploy's
+    `compiling LAYER` beside its downloads), which would otherwise read `0/? bytes`."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None and not task.completed:
+            return Text("")
+        return super().render(task)
+
+
 class RichReporter(Reporter):
     """Draws one progress bar per unit of work while the context is open."""
 
@@ -191,7 +203,7 @@ class RichReporter(Reporter):
         columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
         # MiB, as every table and summary line prints sizes (`human_size`)
         status = TextColumn("{task.fields[status]}")
-        columns.append(DownloadColumn(binary_units=True) if bytes_mode else status)
+        columns.append(_SizeColumn(binary_units=True) if bytes_mode else status)
         columns.append(TimeElapsedColumn())
         self._progress = Progress(
             *columns,
