@@ -357,7 +357,7 @@ KILLER = textwrap.dedent("""\
     from venvlayers.deploying import commit as _deploy_commit
     from venvlayers.deploying import extract as _deploy_extract
     from venvlayers.deploying import state as _deploy_state
-    from venvlayers.deploying import operations as deploying
+    from venvlayers.deploying import operations as deploying, staging as _staging
 
     module, name, when, nth, source, target = sys.argv[1:]
     owner = {
@@ -366,6 +366,7 @@ KILLER = textwrap.dedent("""\
         "state": _deploy_state,
         "commit": _deploy_commit,
         "fs": _fs,
+        "staging": _staging,
     }[module]
     real = getattr(owner, name)
     calls = []
@@ -390,7 +391,7 @@ KILLER = textwrap.dedent("""\
 # moved; "cleanup": the state is final, only the staging directory is left
 KILL_POINTS = [
     ("extract", "extract_layer", "after", 1, "prepare"),
-    ("deploying", "_run_postinstall", "before", 2, "prepare"),
+    ("staging", "_run_postinstall", "before", 2, "prepare"),
     ("state", "write_manifest", "after", 1, "prepare"),
     ("state", "write_state", "after", 1, "commit"),
     ("fs", "exchange", "after", 1, "commit"),

@@ -22,11 +22,8 @@ if TYPE_CHECKING:
         DeployResult as DeployResult,
         LayerResult as LayerResult,
         RemoveResult as RemoveResult,
-        default_run_target as default_run_target,
         deploy as deploy,
-        deploy_for_run as deploy_for_run,
         remove as remove,
-        run_from as run_from,
     )
     from .run import (
         AppCommand as AppCommand,
@@ -34,15 +31,18 @@ if TYPE_CHECKING:
         app_environment as app_environment,
         run_app as run_app,
     )
+    from .runfrom import (
+        default_run_target as default_run_target,
+        deploy_for_run as deploy_for_run,
+        run_from as run_from,
+    )
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "inspection": "AppStatus LayerStatus TargetStatus status",
-        "operations": (
-            "DeployResult LayerResult RemoveResult default_run_target deploy deploy_for_run "
-            "remove run_from"
-        ),
+        "operations": "DeployResult LayerResult RemoveResult deploy remove",
+        "runfrom": "default_run_target deploy_for_run run_from",
         "run": "AppCommand app_command app_environment run_app",
     },
 )
