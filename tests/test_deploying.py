@@ -13,6 +13,7 @@ import errno
 import importlib.util
 import json
 import os
+import py_compile
 import shutil
 import socket
 import stat
@@ -509,6 +510,35 @@ def test_an_archive_that_ships_bytecode_it_denies_is_deployed_consistently_or_re
         assert not deploying.status(target, verify=True).damaged
         pyc = target / f"framework-fw/lib/site/__pycache__/Upper.{sys.implementation.cache_tag}.pyc"
         assert pyc_flags(pyc) == 0b11  # the compiled one, which the manifest records
+
+
+def test_an_archive_shipping_its_largest_modules_bytecode(stack: FakeStack, tmp_path: Path) -> None:
+    """The default publish: .pyc files for the sources of `min_source_bytes` or more are in
+    the archive and kept; the others are compiled by the deploy (while unpacking)."""
+    big = "VALUE = 1\n" + "# padding\n" * 5000
+    source = tmp_path / "big.py"
+    source.write_text(big)
+    shipped = tmp_path / "big.pyc"
+    py_compile.compile(
+        str(source),
+        str(shipped),
+        dfile="lib/site/big.py",
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    )
+    tag = sys.implementation.cache_tag
+    fw = stack.layers["framework-fw"]["files"]
+    fw["lib/site/big.py"] = big
+    fw["lib/site/small.py"] = "SMALL = 1\n"
+    fw[f"lib/site/__pycache__/big.{tag}.pyc"] = shipped.read_bytes()
+    stack.bytecode["framework-fw"] = {"min_source_bytes": len(big)}
+    target = tmp_path / "target"
+    result = deploying.deploy(stack.publish(tmp_path / "out"), target)
+    layer = next(x for x in result.layers if x.install_target == "framework-fw")
+    assert layer.compiled == 2  # fw.py and small.py; big.py came compiled
+    cache = target / "framework-fw/lib/site/__pycache__"
+    assert (cache / f"big.{tag}.pyc").read_bytes() == shipped.read_bytes()
+    assert pyc_flags(cache / f"small.{tag}.pyc") == 0b11
+    assert not deploying.status(target, verify=True).damaged
 
 
 def test_cli_deploy_no_compile(published: Path, tmp_path: Path) -> None:

@@ -35,13 +35,17 @@ from .errors import VenvLayersError
 __all__ = [
     "BATCH",
     "COMPILER",
+    "SHIPPED_SHARE",
     "CompileJob",
     "CompileResult",
     "Compiler",
     "compile_layer",
     "cpu_count",
     "layer_sources",
+    "shipped_bytecode",
+    "shipping_threshold",
     "source_files",
+    "source_of_pyc",
 ]
 
 COMPILER = Path(__file__).parent / "_injected" / "postinstall.py"
@@ -83,6 +87,62 @@ def layer_sources(layer_dir: Path, site_dir: str) -> list[str]:
             if name.endswith(".py") and not os.path.islink(os.path.join(parent, name))
         )
     return sorted(found)
+
+
+# -- which bytecode an archive ships ----------------------------------------------------
+#
+# Compiling is most of a deploy's CPU time, and compile time follows source size, so an
+# archive may ship the bytecode of its largest modules and leave the rest to the deploy.
+# The rule is recorded in the metadata (`archive_options.bytecode`): `false` (none),
+# `true` (every module) or `{"min_source_bytes": N}` (the modules of N bytes or more), so
+# a deploy knows which `.py` files have their `.pyc` in the archive before it sees them.
+
+SHIPPED_SHARE = 1 / 3
+"""The default share of a layer's Python source whose bytecode publish ships: measured on
+the numpy/scipy/pandas/scikit-learn stack, it cuts a third of the deploy's compile time
+for archives 1.13x larger (1.33x `tar.xz -6` in all, against a target of 1.35x)."""
+
+
+def shipping_threshold(sizes: Iterable[int], share: float) -> int | None:
+    """The smallest size N such that the sources of N bytes or more hold at most `share`
+    of all the source bytes (None: not even the largest module fits)."""
+    ordered = sorted(sizes, reverse=True)
+    budget = share * sum(ordered)
+    total = 0
+    threshold: int | None = None
+    for index, size in enumerate(ordered):
+        if total + size > budget:
+            break
+        total += size
+        if index + 1 == len(ordered) or ordered[index + 1] < size:
+            threshold = size  # only whole groups of equal size: the rule is "N or more"
+    return threshold
+
+
+def shipped_bytecode(options: object) -> bool | int:
+    """From `archive_options`: True (all), False (none) or the `min_source_bytes` rule.
+
+    Anything else (older or foreign metadata) counts as True: the archive may ship any
+    `.pyc`, so none is compiled before it is unpacked.
+    """
+    if not isinstance(options, dict):
+        return True
+    value = options.get("bytecode")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("min_source_bytes"), int):
+        return int(value["min_source_bytes"])
+    return True
+
+
+def source_of_pyc(rel: str) -> str | None:
+    """`pkg/mod.py` for `pkg/__pycache__/mod.cpython-311.pyc` (None for other paths)."""
+    parent, _, name = rel.rpartition("/")
+    folder, _, cache = parent.rpartition("/")
+    if cache != "__pycache__" or not name.endswith(".pyc"):
+        return None
+    stem = name[: -len(".pyc")].rsplit(".", 1)[0]  # drop the interpreter tag
+    return f"{folder}/{stem}.py" if folder else f"{stem}.py"
 
 
 @dataclass

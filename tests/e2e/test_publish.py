@@ -74,15 +74,37 @@ def test_archives_pass_the_data_filter_and_hold_no_outside_links(
     layered_stack: Built, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    results = publish(layered_stack, out)
+    results = publish(layered_stack, out, bytecode_share=0)  # no bytecode shipped
     for result in results.values():
         names = tar_members(result.path, tmp_path / "x" / result.build_name)
         prefix = f"{result.deploy_name}/"
         assert all(n == result.deploy_name or n.startswith(prefix) for n in names)
         assert not any("__pycache__" in n for n in names)
+        assert result.metadata["archive_options"]["bytecode"] is False
     app = tmp_path / "x" / "app-one" / "app-one"
     assert not (app / "bin" / "python").exists()  # made by postinstall on the target
     assert (app / "postinstall.py").exists()
+
+
+def test_by_default_the_largest_modules_bytecode_is_shipped(
+    layered_stack: Built, tmp_path: Path
+) -> None:
+    from venvlayers.bytecode import SHIPPED_SHARE, source_of_pyc
+
+    results = publish(layered_stack, tmp_path / "out", include=("cpython-rt",))
+    runtime = results["cpython-rt"]
+    rule = runtime.metadata["archive_options"]["bytecode"]
+    threshold = rule["min_source_bytes"]
+    root = tmp_path / "x"
+    names = tar_members(runtime.path, root)
+    layer = root / runtime.deploy_name
+    pycs = [n.split("/", 1)[1] for n in names if n.endswith(".pyc")]
+    sources = [n.split("/", 1)[1] for n in names if n.endswith(".py") and "/lib/" in f"/{n}"]
+    sizes = {s: (layer / s).stat().st_size for s in sources}
+    expected = {s for s, size in sizes.items() if size >= threshold}
+    assert {source_of_pyc(p) for p in pycs} == expected
+    assert sum(sizes[s] for s in expected) <= SHIPPED_SHARE * sum(sizes.values())
+    assert expected, "the runtime's largest modules ship compiled"
 
 
 @pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_GZ, ArchiveFormat.ZIP])

@@ -65,6 +65,8 @@ class FakeStack:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # a layer's `archive_options.bytecode`, when its archive ships .pyc files
+        self.bytecode: dict[str, object] = {}
         self.python_log = root / "python.log"
         self.layers: dict[str, dict[str, Any]] = {}
         self.add(
@@ -131,7 +133,10 @@ class FakeStack:
         for rel, text in files.items():
             path = dest / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            if isinstance(text, bytes):
+                path.write_bytes(text)
+            else:
+                path.write_text(text)
             if rel.startswith("bin/"):
                 path.chmod(0o755)
         return dest
@@ -168,7 +173,11 @@ class FakeStack:
                 "archive_size": info.size,
                 "archive_hashes": {"sha256": info.sha256},
                 # no bytecode shipped: the deploy compiles these while unpacking them
-                "archive_options": {"format": fmt.value, "level": 6, "bytecode": False},
+                "archive_options": {
+                    "format": fmt.value,
+                    "level": 6,
+                    "bytecode": self.bytecode.get(layer["layer_name"], False),
+                },
             }
             if layer["category"] != "runtimes":
                 entry["required_layers"] = layer["required"]

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .. import building, locking, planning, publishing, spec as spec_api
 from ..archives.common import DEFAULT_FORMAT
+from ..bytecode import SHIPPED_SHARE
 from .common import OUT, RichReporter, app, print_json
 from .lock import render_lock_results
 from .options import (
@@ -17,6 +18,7 @@ from .options import (
     AllowMissingOpt,
     BuildDirOpt,
     BytecodeOpt,
+    BytecodeShareOpt,
     FormatOpt,
     IncludeOpt,
     IndexOpt,
@@ -68,6 +70,7 @@ def build(
     fmt: FormatOpt = DEFAULT_FORMAT,
     tag_outputs: TagOpt = False,
     compile_bytecode: BytecodeOpt = False,
+    bytecode_share: BytecodeShareOpt = SHIPPED_SHARE,
     sign_key: SignKeyOpt = None,
     show: Annotated[bool, typer.Option("--show", help="Show the selected layers first.")] = False,
     show_only: Annotated[
@@ -130,6 +133,7 @@ def build(
                     fmt=fmt,
                     tag_outputs=tag_outputs,
                     compile_bytecode=compile_bytecode,
+                    bytecode_share=bytecode_share,
                     sign_key=key,
                 ),
                 reporter,

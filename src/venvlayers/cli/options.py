@@ -14,6 +14,7 @@ __all__ = [
     "AllowMissingOpt",
     "BuildDirOpt",
     "BytecodeOpt",
+    "BytecodeShareOpt",
     "DryRunOpt",
     "ForceOpt",
     "FormatOpt",
@@ -113,8 +114,19 @@ BytecodeOpt = Annotated[
     bool,
     typer.Option(
         "--compile-bytecode",
-        help="Ship checked-hash .pyc files in the archives: a faster deploy (nothing left "
+        help="Ship checked-hash .pyc files for every module: a faster deploy (nothing left "
         "to compile) for about 1.4x larger archives.",
+    ),
+]
+BytecodeShareOpt = Annotated[
+    float,
+    typer.Option(
+        "--bytecode-share",
+        metavar="SHARE",
+        min=0.0,
+        max=1.0,
+        help="Otherwise ship the .pyc files of each layer's largest modules, which hold this "
+        "share of its Python source (deploy compiles the rest; 0: ship none).",
     ),
 ]
 NoCompileOpt = Annotated[

@@ -14,12 +14,14 @@ from rich.table import Table
 from .. import publishing, signing, spec as spec_api
 from .._util.fs import human_size
 from ..archives.common import DEFAULT_FORMAT
+from ..bytecode import SHIPPED_SHARE
 from .common import OUT, RichReporter, app, print_json, say
 from .options import (
     DEFAULT_SPEC,
     AllowMissingOpt,
     BuildDirOpt,
     BytecodeOpt,
+    BytecodeShareOpt,
     DryRunOpt,
     ForceOpt,
     FormatOpt,
@@ -60,6 +62,7 @@ def publish(
     level: LevelOpt = None,
     tag_outputs: TagOpt = False,
     compile_bytecode: BytecodeOpt = False,
+    bytecode_share: BytecodeShareOpt = SHIPPED_SHARE,
     sign_key: SignKeyOpt = None,
     force: ForceOpt = False,
     dry_run: DryRunOpt = False,
@@ -85,6 +88,7 @@ def publish(
         force=force,
         dry_run=dry_run,
         compile_bytecode=compile_bytecode,
+        bytecode_share=bytecode_share,
         sign_key=load_sign_key(sign_key),
     )
     with RichReporter(bytes_mode=True) as reporter:

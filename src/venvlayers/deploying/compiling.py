@@ -7,10 +7,13 @@ they are written, so its compilation overlaps its own extraction (the biggest la
 which is the deploy's critical path); a layer unpacked by a worker process is compiled
 when its extraction returns.
 
-Only archives whose metadata says they ship no bytecode (`archive_options.bytecode`
-false, as venvlayers publishes by default) are compiled while unpacking: otherwise a
-`.pyc` compiled early could meet the archive's own copy of it. An archive that says so
-and lies fails to extract (files are created exclusively), it cannot mix the two.
+Only sources whose bytecode the archive does not ship are compiled while unpacking:
+all of them when its metadata says it ships none (`archive_options.bytecode` false),
+those smaller than `min_source_bytes` when it ships the largest modules' (the default);
+the others are compiled, if the archive did not bring a valid `.pyc` after all, once
+the layer is unpacked. Otherwise a `.pyc` compiled early could meet the archive's own
+copy of it. An archive that lies about it fails to extract (files are created
+exclusively): it cannot mix the two.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from pathlib import Path
 
 from .._util.proc import clean_env
 from ..archives.archive import ExtractedLayer
-from ..bytecode import CompileJob, Compiler, CompileResult, cpu_count, source_files
+from ..bytecode import (
+    CompileJob,
+    Compiler,
+    CompileResult,
+    cpu_count,
+    shipped_bytecode,
+    source_files,
+)
 from ..errors import DeployError
 from ..layout import LAYER_CONFIG
 from ..names import DeployName, LayerCategory
@@ -54,14 +64,25 @@ class _Stream:
     extraction directory until then). Only called if the layer is unpacked in this
     process; otherwise `StagedCompiles.extracted` compiles it in its final place."""
 
-    def __init__(self, owner: StagedCompiles, layer: PublishedLayer, state: _Layer) -> None:
+    def __init__(
+        self, owner: StagedCompiles, layer: PublishedLayer, state: _Layer, shipped_from: int | None
+    ) -> None:
         self._owner = owner
         self._layer = layer
         self._state = state
+        self._shipped_from = shipped_from  # sources this big may bring their own .pyc
+        self._root = owner.extraction_dir(layer)
 
     def on_file(self, path: str) -> None:
         if not (path.endswith(".py") and path.startswith(_SOURCE_TOPS)):
             return
+        if self._shipped_from is not None:
+            try:
+                size = os.stat(os.path.join(self._root, path)).st_size
+            except OSError:
+                size = self._shipped_from
+            if size >= self._shipped_from:
+                return  # compiled, if need be, once the layer is unpacked
         state = self._state
         with state.lock:
             state.seen.add(path)
@@ -118,11 +139,10 @@ class StagedCompiles:
         archives that do or may ship bytecode.
         """
         state = self._layers.setdefault(layer.install_target, _Layer())
-        options = layer.metadata.get("archive_options")
-        no_bytecode = isinstance(options, dict) and options.get("bytecode") is False
-        if layer.category is LayerCategory.RUNTIMES or not no_bytecode:
+        shipped = shipped_bytecode(layer.metadata.get("archive_options"))
+        if layer.category is LayerCategory.RUNTIMES or shipped is True:
             return None
-        return _Stream(self, layer, state)
+        return _Stream(self, layer, state, None if shipped is False else shipped)
 
     def runtime_ready(self, layer: PublishedLayer) -> None:
         """The layer's runtime is unpacked: start compiling what is there already."""
@@ -144,12 +164,16 @@ class StagedCompiles:
                 state.buffer.clear()
         state.opened.set()
 
+    def extraction_dir(self, layer: PublishedLayer) -> Path:
+        """Where a layer unpacked in this process is written before it moves."""
+        name = layer.install_target
+        return self._staging / f".extract-{name}" / name
+
     def streaming_job(self, layer: PublishedLayer, state: _Layer) -> CompileJob | None:
         """The job of a layer unpacked in this process (caller holds `state.lock`)."""
         if state.job is None and state.compiler is not None:
-            name = layer.install_target
             state.job = state.compiler.open_job(
-                self._staging / f".extract-{name}" / name, names_dir=self._target / name
+                self.extraction_dir(layer), names_dir=self._target / layer.install_target
             )
         return state.job
 

@@ -31,7 +31,13 @@ from ..archives.archive import (
     default_level,
     write_archive,
 )
-from ..bytecode import compile_layer, layer_sources
+from ..bytecode import (
+    SHIPPED_SHARE,
+    compile_layer,
+    layer_sources,
+    shipping_threshold,
+    source_of_pyc,
+)
 from ..errors import PublishError
 from ..layout import METADATA_PATH, POSTINSTALL, SIGNATURE_PATH
 from ..names import BuildName, DeployName
@@ -67,6 +73,10 @@ class PublishOptions:
     force: bool = False
     dry_run: bool = False
     compile_bytecode: bool = False
+    """Ship the bytecode of every module (a deploy then compiles nothing)."""
+    bytecode_share: float = SHIPPED_SHARE
+    """Else ship the bytecode of the largest modules holding this share of the source
+    (0: none; see `venvlayers.bytecode`)."""
     sign_key: signing.SigningKey | None = None  # sign venvstacks.json (see `sign`)
     jobs: int = 0
 
@@ -97,8 +107,14 @@ class LayerOutput:
     seconds: float = 0.0
 
 
-def layer_exclude(plan: LayerPlan, *, bytecode: bool) -> Callable[[str], bool]:
-    """What a layer's archive leaves out (paths relative to the layer, POSIX)."""
+def layer_exclude(
+    plan: LayerPlan, *, bytecode: bool, min_source: int | None = None
+) -> Callable[[str], bool]:
+    """What a layer's archive leaves out (paths relative to the layer, POSIX).
+
+    With `bytecode`, the `.pyc` files stay, only those of sources of `min_source` bytes
+    or more when given; without, every bytecode file goes.
+    """
     links = set(plan.layout.python_links())  # point into the runtime: made by postinstall
 
     def exclude(relative: str) -> bool:
@@ -107,9 +123,19 @@ def layer_exclude(plan: LayerPlan, *, bytecode: bool) -> Callable[[str], bool]:
         name = relative.rpartition("/")[2]
         if name.endswith(".postinstall-tmp"):
             return True
-        if bytecode:
-            return ".opt-" in name and name.endswith(".pyc")
-        return name == "__pycache__" or name.endswith((".pyc", ".pyo"))
+        if not bytecode:
+            return name == "__pycache__" or name.endswith((".pyc", ".pyo"))
+        if not name.endswith(".pyc"):
+            return False
+        if ".opt-" in name:
+            return True
+        if min_source is None:
+            return False
+        source = source_of_pyc(relative)
+        try:
+            return source is None or (plan.path / source).stat().st_size < min_source
+        except OSError:
+            return True  # bytecode of nothing: stale
 
     return exclude
 
@@ -231,10 +257,16 @@ def _publish_layer(
     meta = layer_metadata(plan)
     meta["target_platform"] = str(plan.layout.platform)
     # how the archive was made: a change means a new archive even for the same build
+    shipped: bool | dict[str, int] = options.compile_bytecode
+    min_source = None
+    if not options.compile_bytecode and options.bytecode_share > 0:
+        min_source = _shipping_threshold(plan, options.bytecode_share)
+        if min_source is not None:
+            shipped = {"min_source_bytes": min_source}
     meta["archive_options"] = {
         "format": options.fmt.value,
         "level": options.level if options.level is not None else default_level(options.fmt),
-        "bytecode": options.compile_bytecode,
+        "bytecode": shipped,
     }
     previous = meta_dir.read_layer(plan.build_name)
     if not options.force and _unchanged(previous, meta, output_dir, options.fmt):
@@ -247,8 +279,8 @@ def _publish_layer(
             plan.build_name, plan.deploy_name, "would publish", output_dir / name, meta
         )
     started = time.monotonic()
-    if options.compile_bytecode:
-        compile_bytecode(plan, reporter)
+    if shipped is not False:
+        compile_bytecode(plan, reporter, min_source=min_source)
     staging = output_dir / f".{plan.deploy_name}.staging.{options.fmt.value}"
     info = write_archive(
         plan.path,
@@ -257,7 +289,7 @@ def _publish_layer(
         fmt=options.fmt,
         level=options.level,
         clamp_mtime=clamp_time(meta["locked_at"], epoch),
-        exclude=layer_exclude(plan, bytecode=options.compile_bytecode),
+        exclude=layer_exclude(plan, bytecode=shipped is not False, min_source=min_source),
         reporter=reporter,
         report_key=f"publish:{plan.build_name}",
     )
@@ -303,15 +335,25 @@ def _unchanged(
     return archive.is_file() and archive.stat().st_size == previous.get("archive_size")
 
 
-def compile_bytecode(plan: LayerPlan, reporter: Reporter = NULL_REPORTER) -> None:
-    """Checked-hash .pyc files (PEP 552) for everything the layer ships, as a deploy makes.
+def _shipping_threshold(plan: LayerPlan, share: float) -> int | None:
+    sources = layer_sources(plan.path, plan.layout.site_dir)
+    return shipping_threshold(((plan.path / s).stat().st_size for s in sources), share)
 
-    Compiled by the build's runtime interpreter with layer-relative file names, so the
-    same layer content gives the same bytes wherever it was built.
+
+def compile_bytecode(
+    plan: LayerPlan, reporter: Reporter = NULL_REPORTER, *, min_source: int | None = None
+) -> None:
+    """Checked-hash .pyc files (PEP 552) for what the layer ships, as a deploy makes them.
+
+    Every source, or only those of `min_source` bytes or more. Compiled by the build's
+    runtime interpreter with layer-relative file names, so the same layer content gives
+    the same bytes wherever it was built.
     """
     runtime = plan.lower[-1] if plan.lower else plan
     python = runtime.path / runtime.layout.python
     sources = layer_sources(plan.path, plan.layout.site_dir)
+    if min_source is not None:
+        sources = [s for s in sources if (plan.path / s).stat().st_size >= min_source]
     result = compile_layer(python, plan.path, sources, error=PublishError)
     for path, reason in result.failed:
         reporter.note(f"warning: {plan.build_name}: cannot compile {path}: {reason}")
