@@ -11,7 +11,7 @@ ignored directory can be re-included (git does not look inside), and a directory
 its own `.git` starts afresh.
 
 Where pathspec 1.1 and git disagree, git wins, in as few lines as possible (each case
-is in the table of `tests/test_appmodules.py`, which checks every rule against a real
+is in the table of `tests/spec/test_appmodules.py`, which checks every rule against a real
 git): a carriage return ending a line is dropped; POSIX classes in brackets
 (`[[:digit:]]`) are spelled out as ranges, and a class git does not know, a reversed
 range or any line pathspec cannot read makes that line match nothing; a negated

@@ -22,7 +22,7 @@ from venvlayers.locking.files import LockPaths
 from venvlayers.locking.pylock import parse_pylock
 from venvlayers.spec import StackSpec
 
-FIXTURE = Path(__file__).parent / "e2e" / "stacks" / "venvstacks08"
+FIXTURE = Path(__file__).parents[1] / "e2e" / "stacks" / "venvstacks08"
 ADOPTED = "adopted the venvstacks lock"
 DEPLOYED = {
     "cpython-3.11": "cpython-3.11",
