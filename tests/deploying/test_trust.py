@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.support.fakestack import FakeStack, snapshot
+from tests.support.httpd import LoopbackServer
 from tests.support.keys import write_key
 from venvlayers import deploying, publishing
 from venvlayers.cli import main
@@ -181,7 +182,7 @@ def server(signed: Path) -> Iterator[tuple[str, list[str]]]:
     def make(*args: object) -> http.server.SimpleHTTPRequestHandler:
         return handler(*args, directory=str(signed))  # type: ignore[arg-type]
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make)  # type: ignore[arg-type]
+    httpd = LoopbackServer(("127.0.0.1", 0), make)  # type: ignore[arg-type]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

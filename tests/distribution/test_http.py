@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.httpd import LoopbackServer
 from tests.support.reporting import RecordingReporter
 from venvlayers._util.http import FileSlice, HttpClient, Reply, download_timeout, redact
 from venvlayers.errors import TransferError
@@ -60,7 +61,7 @@ class Server:
 
             do_GET = do_HEAD = do_PUT = do_POST = handle_any
 
-        self._server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
+        self._server = LoopbackServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://{self.host}:{self._server.server_address[1]}"
         threading.Thread(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.plugins.registry import Registry
+from tests.support.httpd import LoopbackServer
 from tests.support.published import archives, default_layers, publish_fake, tree_files
 from venvlayers.distribution import INDEX_TYPE, TransferOptions, open_stack, pull, push
 from venvlayers.distribution.artifact import OCI_PLATFORMS
@@ -123,7 +124,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root = tmp_path / "www"
     root.mkdir()
     handler = functools.partial(_Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = LoopbackServer(("127.0.0.1", 0), handler)
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     ).start()

@@ -47,6 +47,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.httpd import LoopbackServer
+
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 USER, PASSWORD = "alice", "wonderland"
 REFRESH_TOKEN = "alice-refresh-token"
@@ -294,7 +296,7 @@ class TokenServer:
         """`expires_in` to claim, when it should differ from the real `lifetime`."""
         self.issued: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = LoopbackServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
         self.realm = f"http://127.0.0.1:{self.port}/token"
         self.thread = threading.Thread(
@@ -449,7 +451,7 @@ class CountingProxy:
         self.delay: Callable[[str, str], float] | None = None
         self.fail: Callable[[str, str], int | None] | None = None
         self.started = threading.Event()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = LoopbackServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(
@@ -590,7 +592,7 @@ class BlobServer:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.requests: list[dict[str, str]] = []
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), self._handler())
+        self.server = LoopbackServer(("127.0.0.2", 0), self._handler())
         self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from tests.support.httpd import LoopbackServer
 from tests.support.reporting import RecordingReporter
 from venvlayers._util.cache import cache_root
 from venvlayers._util.http import TIMEOUT_ENV
@@ -108,7 +109,7 @@ def server() -> Iterator[Server]:
                 return
             self.wfile.write(body)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = LoopbackServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     state = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)

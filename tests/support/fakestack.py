@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import venvlayers
+from tests.support.httpd import LoopbackServer
 from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat, write_archive
 from venvlayers.platforms import build_platform
@@ -267,7 +268,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         def log_message(self, *_args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    server = LoopbackServer(("127.0.0.1", 0), Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
