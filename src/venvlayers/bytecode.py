@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ._util.proc import clean_env
+from ._util.proc import clean_env, stop_worker
 from .archives.common import ManifestEntry
 from .errors import VenvLayersError
 
@@ -283,7 +283,7 @@ class Compiler:
                     self._fail(job, exc)
         finally:
             if proc is not None:
-                _stop(proc)
+                stop_worker(proc)
 
     def _spawn(self) -> subprocess.Popen[str]:
         with self._lock:
@@ -378,17 +378,6 @@ def _ask(proc: subprocess.Popen[str], job: _Job, paths: Sequence[str]) -> dict[s
     if not isinstance(reply, dict):
         raise ValueError("unexpected reply from the compiler process")
     return reply
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(OSError):
-        assert proc.stdin is not None
-        proc.stdin.close()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def compile_layer(

@@ -6,6 +6,7 @@ type quoting the tool's own message, so the user sees why uv refused, not a trac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -145,3 +146,19 @@ def run(
         message = _tail_message(proc.stderr or proc.stdout)
         raise error(f"{what}: {message}")
     return proc
+
+
+def stop_worker(proc: subprocess.Popen[str], *, timeout: float = 10) -> None:
+    """End a worker process that reads requests from its stdin.
+
+    Closing stdin is its signal to finish; one that does not within `timeout` is killed,
+    so that an error or Ctrl-C in the parent never leaves a worker behind.
+    """
+    with contextlib.suppress(OSError):
+        assert proc.stdin is not None
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

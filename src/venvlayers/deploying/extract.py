@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from .._util.proc import stop_worker
 from ..archives.archive import ExtractedLayer, extract_archive
 from ..archives.common import ManifestEntry
 from ..errors import ArchiveError, DeployError, VenvLayersError
@@ -149,7 +150,7 @@ def extractor(sizes: Sequence[int], jobs: int, reporter: Reporter) -> Iterator[S
                     task.future.set_result(result)
         finally:
             if worker is not None:
-                _stop_worker(worker)
+                stop_worker(worker, timeout=5)
 
     # Without workers one lane: threads would only contend for the GIL, slowing the
     # first archive (the runtime, whose postinstall every other layer waits for).
@@ -222,19 +223,8 @@ def _ready_worker() -> subprocess.Popen[str] | None:
             return proc
     except (OSError, ValueError):
         pass
-    _stop_worker(proc)
+    stop_worker(proc, timeout=5)
     return None
-
-
-def _stop_worker(worker: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(OSError):
-        assert worker.stdin is not None
-        worker.stdin.close()
-    try:
-        worker.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
 
 
 def _in_worker(worker: subprocess.Popen[str], task: _Task, reporter: Reporter) -> ExtractedLayer:
