@@ -294,3 +294,19 @@ def test_cli_summaries_say_what_was_moved(
     assert main(["pull", f"{ref}:1", str(mirror)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(f"pulled {ref}:1@") and " downloaded in " in last
+
+
+def test_push_takes_the_chunk_size_as_people_write_it(
+    proxy: CountingProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = FakeStack(tmp_path / "stack")
+    stack.layers["app-hello"]["files"]["lib/site/bulk.bin"] = os.urandom(200_000).hex()
+    out = stack.publish(tmp_path / "out")
+    proxy.max_body = 64 * 1024
+    assert main(["push", str(out), proxy.ref("team/chunks", "1"), "--max-chunk", "64KiB"]) == 0
+    capsys.readouterr()
+    patches = [h for h in proxy.hits if h.method == "PATCH"]
+    assert len(patches) > 1 and all(h.sent <= 64 * 1024 for h in patches)
+    for bad in ("lots", "0", "8 parsecs"):
+        assert main(["push", str(out), proxy.ref("team/chunks", "2"), "--max-chunk", bad]) == 2
+        assert "is not a size" in capsys.readouterr().err

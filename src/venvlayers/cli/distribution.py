@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -16,14 +17,37 @@ from .options import InsecureOpt, JsonOpt
 
 __all__ = ["pull_command", "push_command"]
 
+_UNITS = {
+    "": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """`8388608`, `8MiB`, `10M`, `512 KiB`: a byte count as people write one."""
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    unit = match and _UNITS.get(match.group(2).lower())
+    if not match or unit is None or int(match.group(1)) == 0:
+        raise typer.BadParameter(f"{text!r} is not a size: give bytes, or e.g. 8MiB, 10M, 512KiB")
+    return int(match.group(1)) * unit
+
+
 MaxChunkOpt = Annotated[
     int | None,
     typer.Option(
         "--max-chunk",
-        metavar="BYTES",
-        min=1,
-        help="Upload blobs in chunks of at most this many bytes (registries or proxies "
-        "that cap request bodies).",
+        metavar="SIZE",
+        parser=parse_size,
+        help="Upload blobs in chunks of at most this size (bytes, or e.g. 8MiB, 10M), for "
+        "registries or proxies that cap request bodies.",
     ),
 ]
 
