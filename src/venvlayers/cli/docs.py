@@ -281,8 +281,11 @@ def _plain(value: Any) -> str:
 def _default(param: Any) -> str:
     if getattr(param, "required", False):
         return "required"
-    if getattr(param, "show_default", True) is False:
+    shown = getattr(param, "show_default", True)
+    if shown is False:
         return "—"
+    if isinstance(shown, str):  # the option says how to write its default (e.g. "1/3")
+        return f"`{_code(shown)}`"
     default = getattr(param, "default", None)
     if callable(default):
         return "—"  # computed at run time: depends on the machine, not shown

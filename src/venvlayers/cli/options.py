@@ -125,6 +125,7 @@ BytecodeShareOpt = Annotated[
         metavar="SHARE",
         min=0.0,
         max=1.0,
+        show_default="1/3",
         help="Otherwise ship the .pyc files of each layer's largest modules, which hold this "
         "share of its Python source (deploy compiles the rest; 0: ship none).",
     ),
