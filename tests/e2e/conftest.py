@@ -57,6 +57,36 @@ class Built:
         return build_stack(self.stack, opts)
 
 
+def verbose_imports(
+    app_dir: Path, root: Path, code: str = "", module: str = "one"
+) -> tuple[list[str], list[str], str]:
+    """Modules below `root` that `python -v` loaded from a .pyc, those it compiled from
+    source, and stdout, for the app in `app_dir` started as a user would: with
+    PYTHONDONTWRITEBYTECODE, as most container images set it.
+
+    CPython's verbose import log says `code object from '<pyc>'` for bytecode it used
+    and `code object from <py>` for a source it had to compile.
+    """
+    args = ["-v", "-P", *(["-c", code] if code else ["-m", module])]
+    proc = subprocess.run(
+        [str(app_dir / "bin" / "python"), *args],
+        capture_output=True,
+        text=True,
+        env=scrubbed_env(PYTHONDONTWRITEBYTECODE="1"),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from_pyc, from_source = [], []
+    for line in proc.stderr.splitlines():
+        if line.startswith("# code object from "):
+            where = line.removeprefix("# code object from ")
+            if where.startswith("'") and where.strip("'").startswith(str(root)):
+                from_pyc.append(where.strip("'"))
+            elif where.startswith(str(root)):
+                from_source.append(where)
+    return from_pyc, from_source, proc.stdout
+
+
 def run_layer_python(
     layer_dir: Path, *args: str, check: bool = True, **env: str
 ) -> subprocess.CompletedProcess[str]:

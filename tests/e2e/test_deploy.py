@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Built, scrubbed_env
+from tests.e2e.conftest import Built, scrubbed_env, verbose_imports
 from tests.support.fakestack import http_root as http_root, snapshot
 from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat
@@ -553,7 +553,7 @@ def test_the_stdlib_reference_deployer(releases: Releases, tmp_path: Path, fmt: 
     # and venvlayers' own `run` finds the apps in it
     assert report(target)["answer"] == 42
     # the layers' postinstall compiled their bytecode: nothing is compiled at start-up
-    _, from_source, _ = _imports(target / "app-one", target)
+    _, from_source, _ = verbose_imports(target / "app-one", target)
     assert from_source == []
     # a tampered archive is refused
     bad = tmp_path / "bad"
@@ -574,34 +574,6 @@ def test_the_stdlib_reference_deployer(releases: Releases, tmp_path: Path, fmt: 
 # -- bytecode (issue 15) ------------------------------------------------------------------
 
 
-def _imports(app_dir: Path, root: Path, code: str = "") -> tuple[list[str], list[str], str]:
-    """Modules below `root` that `python -v` loaded from a .pyc, those it compiled from
-    source, and stdout, for the app in `app_dir` started as a user would: with
-    PYTHONDONTWRITEBYTECODE, as most container images set it.
-
-    CPython's verbose import log says `code object from '<pyc>'` for bytecode it used
-    and `code object from <py>` for a source it had to compile.
-    """
-    args = ["-v", "-P", *(["-c", code] if code else ["-m", "one"])]
-    proc = subprocess.run(
-        [str(app_dir / "bin" / "python"), *args],
-        capture_output=True,
-        text=True,
-        env=scrubbed_env(PYTHONDONTWRITEBYTECODE="1"),
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    from_pyc, from_source = [], []
-    for line in proc.stderr.splitlines():
-        if line.startswith("# code object from "):
-            where = line.removeprefix("# code object from ")
-            if where.startswith("'") and where.strip("'").startswith(str(root)):
-                from_pyc.append(where.strip("'"))
-            elif where.startswith(str(root)):
-                from_source.append(where)
-    return from_pyc, from_source, proc.stdout
-
-
 def test_a_read_only_deployment_starts_from_bytecode_without_writing(
     releases: Releases, tmp_path: Path
 ) -> None:
@@ -611,7 +583,7 @@ def test_a_read_only_deployment_starts_from_bytecode_without_writing(
     before = snapshot(target)
     subprocess.run(["chmod", "-R", "a-w", str(target)], check=True)
     try:
-        from_pyc, from_source, stdout = _imports(target / "app-one", target)
+        from_pyc, from_source, stdout = verbose_imports(target / "app-one", target)
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(target)], check=True)
     assert from_source == []  # nothing compiled at start-up
@@ -634,13 +606,13 @@ def test_bytecode_stays_valid_after_a_move_and_a_copy(releases: Releases, tmp_pa
         "import vl_alpha\nprint(vl_alpha.report.__code__.co_filename)\nprint(vl_alpha.__file__)\n"
     )
     for root in (moved, copied):
-        from_pyc, from_source, stdout = _imports(root / "app-one", root, probe)
+        from_pyc, from_source, stdout = verbose_imports(root / "app-one", root, probe)
         assert from_source == []
         code_file, module_file = stdout.split()
         # tracebacks name the code's file: the real path, not where it was compiled
         assert code_file == module_file
         assert code_file.startswith(str(root / "framework-base")), code_file
-    from_pyc, from_source, _ = _imports(copied / "app-one", copied)
+    from_pyc, from_source, _ = verbose_imports(copied / "app-one", copied)
     assert from_source == [] and from_pyc
 
 
@@ -649,7 +621,7 @@ def test_an_edited_deployed_file_is_used_and_flagged(releases: Releases, tmp_pat
     deploying.deploy(releases.v1, target)
     (module,) = target.glob("framework-base/lib/python*/site-packages/vl_alpha/__init__.py")
     module.write_text(module.read_text() + "\nEDITED = True\n")
-    _, from_source, stdout = _imports(
+    _, from_source, stdout = verbose_imports(
         target / "app-one", target, "import vl_alpha; print(vl_alpha.EDITED)"
     )
     assert stdout.strip() == "True"  # checked-hash bytecode notices the edit
@@ -665,7 +637,7 @@ def test_local_export_compiles_too(releases: Releases, tmp_path: Path) -> None:
     built = releases.built
     export = tmp_path / "export"
     export_stack(built.stack, ExportOptions(build_dir=built.build_dir, output_dir=export))
-    _, from_source, stdout = _imports(export / "app-one", export)
+    _, from_source, stdout = verbose_imports(export / "app-one", export)
     assert from_source == [] and json.loads(stdout)["answer"] == 42
     bare = tmp_path / "bare"
     options = ExportOptions(build_dir=built.build_dir, output_dir=bare, compile_bytecode=False)
