@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.support.fakestack import FakeStack, snapshot
-from tests.support.httpd import LoopbackServer
+from tests.support.httpd import files_handler, serving
 from tests.support.keys import write_key
 from venvlayers import deploying, publishing
 from venvlayers.cli import main
@@ -163,33 +161,11 @@ def test_a_bad_trusted_keys_file_is_one_line(signed: Path, tmp_path: Path) -> No
     assert not (tmp_path / "t").exists()
 
 
-class _Counting(http.server.SimpleHTTPRequestHandler):
-    requested: list[str]
-
-    def do_GET(self) -> None:
-        self.requested.append(self.path)
-        super().do_GET()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def server(signed: Path) -> Iterator[tuple[str, list[str]]]:
     requested: list[str] = []
-    handler = type("Handler", (_Counting,), {"requested": requested})
-
-    def make(*args: object) -> http.server.SimpleHTTPRequestHandler:
-        return handler(*args, directory=str(signed))  # type: ignore[arg-type]
-
-    httpd = LoopbackServer(("127.0.0.1", 0), make)  # type: ignore[arg-type]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", requested
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(files_handler(signed, requested)) as url:
+        yield url, requested
 
 
 def test_over_http_a_refusal_fetches_nothing_beyond_the_metadata(

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.plugins.registry import Registry
-from tests.support.httpd import LoopbackServer
+from tests.support.httpd import files_handler, serving
 from tests.support.published import archives, default_layers, publish_fake, tree_files
 from venvlayers.distribution import INDEX_TYPE, TransferOptions, open_stack, pull, push
 from venvlayers.distribution.artifact import OCI_PLATFORMS
@@ -113,24 +110,13 @@ def test_a_tampered_layout_blob_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "mirror").exists()
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A directory served over http on a loopback port, like a bucket or file server."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(_Quiet, directory=str(root))
-    server = LoopbackServer(("127.0.0.1", 0), handler)
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    ).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(files_handler(root)) as url:
+        yield root, url
 
 
 def test_a_layout_served_over_http_can_be_pulled(tmp_path: Path, served: tuple[Path, str]) -> None:

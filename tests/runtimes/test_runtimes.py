@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.httpd import LoopbackServer
+from tests.support.httpd import serving
 from tests.support.reporting import RecordingReporter
 from venvlayers._util.cache import cache_root
 from venvlayers._util.http import TIMEOUT_ENV
@@ -109,17 +109,12 @@ def server() -> Iterator[Server]:
                 return
             self.wfile.write(body)
 
-    httpd = LoopbackServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    state = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Handler) as url:
+        state = Server(url)
+        try:
+            yield state
+        finally:
+            state.release.set()  # a handler stalled on purpose ends before the server
 
 
 def _point_table_at(monkeypatch: pytest.MonkeyPatch, url: str, sha256: str = SHA256) -> None:

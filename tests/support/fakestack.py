@@ -8,14 +8,12 @@ postinstall are real while a whole deploy takes a fraction of a second.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import stat
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from typing import Any
 import pytest
 
 import venvlayers
-from tests.support.httpd import LoopbackServer
+from tests.support.httpd import files_handler, serving
 from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat, write_archive
 from venvlayers.platforms import build_platform
@@ -261,18 +259,5 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "www"
     root.mkdir()
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = LoopbackServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(files_handler(root)) as url:
+        yield url, root

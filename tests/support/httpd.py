@@ -1,12 +1,17 @@
-"""The one HTTP server class of the test servers (file servers, fake registries, tokens)."""
+"""The test HTTP servers' one server class, and a static file server built on it."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.server
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-__all__ = ["LoopbackServer"]
+__all__ = ["LoopbackServer", "files_handler", "serving"]
 
 
 class LoopbackServer(http.server.ThreadingHTTPServer):
@@ -23,3 +28,35 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
         super().handle_error(request, client_address)
+
+
+@contextlib.contextmanager
+def serving(handler: Callable[..., Any], host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve with `handler` on a free port of `host` while the block runs: its base URL."""
+    server = LoopbackServer((host, 0), handler)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    requested: list[str] | None = None
+
+    def do_GET(self) -> None:
+        if self.requested is not None:
+            self.requested.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def files_handler(root: Path, requested: list[str] | None = None) -> Callable[..., Any]:
+    """A quiet static file server for `root`, like a bucket; GET paths go to `requested`."""
+    handler = type("Files", (_Files,), {"requested": requested})
+    return functools.partial(handler, directory=str(root))
