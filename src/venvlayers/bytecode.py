@@ -21,6 +21,7 @@ import json
 import os
 import queue
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -181,11 +182,15 @@ class Compiler:
         jobs: int,
         error: type[VenvLayersError],
         env: Mapping[str, str] | None = None,
+        reproducible: bool = False,
     ) -> None:
         self.python = python
         self.jobs = max(1, jobs)
+        self.reproducible = reproducible
+        """Bytes that depend only on source and interpreter (for archives; slower)."""
         self._error = error
         self._env = dict(env) if env is not None else clean_env()
+        self._empty: tempfile.TemporaryDirectory[str] | None = None
         self._requests: queue.Queue[_Request | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._procs: list[subprocess.Popen[str]] = []
@@ -247,6 +252,8 @@ class Compiler:
             self._requests.put(None)
         for thread in self._threads:
             thread.join()
+        if self._empty is not None:
+            self._empty.cleanup()
 
     def abort(self) -> None:
         with self._lock:
@@ -289,8 +296,17 @@ class Compiler:
         with self._lock:
             if self._aborted:
                 raise OSError("compilation aborted")
+            command = [os.fspath(self.python), "-I", os.fspath(COMPILER), "--compile-worker"]
+            if self.reproducible:
+                # what the worker imports is compiled from source (an empty pycache
+                # prefix, nothing written), never loaded from a .pyc of unknown making
+                if self._empty is None:
+                    self._empty = tempfile.TemporaryDirectory(prefix="venvlayers-nopyc-")
+                isolation = ["-S", "-B", "-X", f"pycache_prefix={self._empty.name}"]
+                command[2:2] = isolation
+                command.append("--reproducible")
             proc = subprocess.Popen(
-                [os.fspath(self.python), "-I", os.fspath(COMPILER), "--compile-worker"],
+                command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -388,9 +404,14 @@ def compile_layer(
     error: type[VenvLayersError],
     jobs: int = 0,
     names_dir: Path | None = None,
+    reproducible: bool = False,
 ) -> CompileResult:
-    """Compile `paths` (relative to `layer_dir`) with `python`, waiting for the result."""
-    with Compiler(python, jobs=jobs or cpu_count(), error=error) as compiler:
+    """Compile `paths` (relative to `layer_dir`) with `python`, waiting for the result.
+
+    `reproducible`: every file compiled again, alone (see `Compiler.reproducible`).
+    """
+    jobs = jobs or cpu_count()
+    with Compiler(python, jobs=jobs, error=error, reproducible=reproducible) as compiler:
         return compiler.submit(layer_dir, paths, names_dir=names_dir).result()
 
 

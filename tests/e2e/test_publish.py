@@ -19,6 +19,8 @@ import zstandard
 from tests.e2e.conftest import Built, run_app_json, scrubbed_env
 from venvlayers import PublishError
 from venvlayers.archives import ArchiveFormat
+from venvlayers.bytecode import compile_layer, layer_sources
+from venvlayers.errors import VenvLayersError
 from venvlayers.publishing import ExportOptions, PublishOptions, export_stack, publish_stack
 from venvlayers.publishing.metadata import schema
 
@@ -58,6 +60,16 @@ def test_two_build_dirs_give_identical_archives_and_valid_metadata(
     first = publish(layered_stack, tmp_path / "out1")
     other_build = tmp_path / "elsewhere" / "_build2"
     layered_stack.build(build_dir=other_build)
+    for layer_dir in other_build.iterdir():  # a build dir with another history:
+        sources = layer_sources(layer_dir, "lib")
+        # its bytecode compiled in another order, by the fast compiler, which archives
+        # must not keep (its bytes depend on what it compiled before) ...
+        compile_layer(Path(sys.executable), layer_dir, sources[::-1], error=VenvLayersError)
+        # ... and what other tools leave: other Pythons' bytecode, empty cache folders
+        for source in sources[:3]:
+            cache = (layer_dir / source).parent / "__pycache__"
+            (cache / "leftover.cpython-399.pyc").write_bytes(b"junk")
+        (layer_dir / "share" / "__pycache__").mkdir(parents=True, exist_ok=True)
     publish(layered_stack, tmp_path / "out2", build_dir=other_build)
     assert digests(tmp_path / "out1") == digests(tmp_path / "out2")
     assert len(first) == 6

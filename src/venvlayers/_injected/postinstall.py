@@ -112,6 +112,7 @@ def _check_lower_layers(layer_dir: str, config: Dict[str, Any]) -> None:
 
 # -- bytecode -------------------------------------------------------------------------
 
+_ISOLATION: List[str] = []  # a reproducible worker's interpreter flags (for --compile-one)
 _PYC_MODE = 0o644  # readable by all who can read the sources, whatever the umask
 _BATCH = 48  # files per task: large enough that passing tasks costs little
 
@@ -130,7 +131,7 @@ def _source_files(layer_dir: str, config: Dict[str, Any]) -> List[str]:
 
 
 def _compile_batch(
-    layer_dir: str, paths: List[str], names_dir: Optional[str] = None
+    layer_dir: str, paths: List[str], names_dir: Optional[str] = None, fresh: bool = False
 ) -> Dict[str, Any]:
     """Compile layer-relative `.py` paths; what was written, kept and refused.
 
@@ -139,11 +140,14 @@ def _compile_batch(
     PATH (independent of where the layer is). Importing puts the real path in either
     way (CPython fixes `co_filename` on load), so tracebacks stay right after a move.
 
+    `fresh` (for published archives): every file is compiled again, each in a process
+    that has compiled nothing else (see `_compile_fresh`), so the bytes depend only on
+    the source and the interpreter.
+
     `{"compiled": [[pyc path, size, sha256, mode], ...], "kept": N,
     "failed": [[py path, reason], ...]}`, paths relative to the layer (POSIX).
     """
     import importlib.util
-    import marshal
 
     magic = importlib.util.MAGIC_NUMBER
     compiled: List[Tuple[str, int, str, int]] = []
@@ -159,21 +163,79 @@ def _compile_batch(
             continue
         source_hash = importlib.util.source_hash(source)
         pyc_path = importlib.util.cache_from_source(source_path)
-        if _valid_hash_pyc(pyc_path, magic, source_hash):
+        if not fresh and _valid_hash_pyc(pyc_path, magic, source_hash):
             kept += 1
             continue
         name = os.path.join(names_dir, *rel.split("/")) if names_dir else rel
-        try:
-            code = compile(source, name, "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
-            failed.append((rel, _describe(exc)))
+        if fresh:
+            body, problem = _compile_fresh(source, name)
+        else:
+            body, problem = _compile_here(source, name)
+        if body is None:
+            failed.append((rel, problem or "the compiler failed"))
             continue
         # PEP 552 header: flags 0b11 = hash-based, check the source
-        data = magic + (3).to_bytes(4, "little") + source_hash + marshal.dumps(code)
+        data = magic + (3).to_bytes(4, "little") + source_hash + body
         _write_pyc(pyc_path, data)
         pyc_rel = os.path.relpath(pyc_path, layer_dir).replace(os.sep, "/")
         compiled.append((pyc_rel, len(data), hashlib.sha256(data).hexdigest(), _PYC_MODE))
     return {"compiled": compiled, "kept": kept, "failed": failed}
+
+
+def _compile_here(source: bytes, name: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """The marshalled code of `source`, or None and why it does not compile."""
+    import marshal
+
+    try:
+        code = compile(source, name, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
+        return None, _describe(exc)
+    return marshal.dumps(code), None
+
+
+def _compile_fresh(source: bytes, name: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """`_compile_here` in a process that has compiled nothing before.
+
+    CPython's marshal output depends on the compiling process's history (which strings
+    earlier files interned, the reference counts of shared constants: CPython issue
+    129724), so a file compiled after others can differ by a byte from the same file
+    compiled alone. A fork of this worker, which has compiled nothing, is "alone" every
+    time; where there is no fork, a new interpreter with the same flags is.
+    """
+    if not hasattr(os, "fork"):
+        import subprocess
+
+        command = [sys.executable, *_ISOLATION, os.path.abspath(__file__), "--compile-one", name]
+        proc = subprocess.run(command, input=source, capture_output=True)
+        return _fresh_reply(proc.stdout)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compile, answer, vanish (no cleanup of the parent's state)
+        try:
+            os.close(read_end)
+            _answer_fresh(write_end, source, name)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        reply = f.read()
+    os.waitpid(pid, 0)
+    return _fresh_reply(reply)
+
+
+def _answer_fresh(fd: int, source: bytes, name: str) -> None:
+    body, problem = _compile_here(source, name)
+    reply = b"+" + body if body is not None else b"-" + (problem or "").encode("utf-8")
+    with os.fdopen(fd, "wb") as f:
+        f.write(reply)
+
+
+def _fresh_reply(reply: bytes) -> Tuple[Optional[bytes], Optional[str]]:
+    if reply[:1] == b"+":
+        return reply[1:], None
+    if reply[:1] == b"-":
+        return None, reply[1:].decode("utf-8", "replace")
+    return None, "the compiler process died"
 
 
 def _valid_hash_pyc(pyc_path: str, magic: bytes, source_hash: bytes) -> bool:
@@ -238,15 +300,49 @@ def _cpu_count() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def compile_worker() -> int:
-    """Serve `_compile_batch` over stdin/stdout for `venvlayers deploy`."""
+def compile_worker(reproducible: bool = False) -> int:
+    """Serve `_compile_batch` over stdin/stdout for `venvlayers deploy` and `publish`.
+
+    `reproducible` (publish): started with `-S -B -X pycache_prefix=EMPTY_DIR`, so that
+    what this process imported was compiled from source, not loaded from `.pyc` files
+    whose own bytes depend on how they were made; then every file is compiled `fresh`,
+    in a fork of this process, whose state must therefore be the same for every file:
+    a first request on a file of its own runs every step of the loop once (json
+    interns "[" and "]" the first time it writes a list, for example), so nothing that
+    follows changes what a fork inherits.
+    """
     _die_with_parent()
+    if reproducible:
+        import importlib.util  # noqa: F401  (before the prefix goes: nothing imported later)
+        import marshal  # noqa: F401
+
+        prefix = sys.pycache_prefix or ""
+        _ISOLATION[:] = ["-I", "-S", "-B", "-X", f"pycache_prefix={prefix}"]
+        sys.pycache_prefix = None  # our .pyc files go beside their sources
+        _serve_one(_warm_up_request(prefix), reproducible, write=False)
     for line in sys.stdin:
-        request = json.loads(line)
-        reply = _compile_batch(request["layer"], request["paths"], request.get("names"))
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        _serve_one(line, reproducible)
     return 0
+
+
+def _serve_one(line: str, fresh: bool, write: bool = True) -> None:
+    request = json.loads(line)
+    reply = _compile_batch(request["layer"], request["paths"], request.get("names"), fresh)
+    text = json.dumps(reply) + "\n"
+    if write:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _warm_up_request(scratch: str) -> str:
+    """A request for one small module (with a syntax error too) in `scratch`."""
+    layer = os.path.join(scratch, f"warm-up-{os.getpid()}")
+    os.makedirs(os.path.join(layer, "lib"), exist_ok=True)
+    with open(os.path.join(layer, "lib", "a.py"), "w", encoding="utf-8") as f:
+        f.write("import os\n\nX = [1, (2, 3), {4: '5'}, {6}]\n")
+    with open(os.path.join(layer, "lib", "b.py"), "w", encoding="utf-8") as f:
+        f.write("print 'python 2'\n")
+    return json.dumps({"layer": layer, "paths": ["lib/a.py", "lib/b.py"], "names": None})
 
 
 def _die_with_parent() -> None:
@@ -264,8 +360,11 @@ def _die_with_parent() -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args == ["--compile-worker"]:
-        return compile_worker()
+    if args[:1] == ["--compile-worker"] and set(args[1:]) <= {"--reproducible"}:
+        return compile_worker(reproducible="--reproducible" in args)
+    if args[:1] == ["--compile-one"] and len(args) == 2:  # _compile_fresh without fork
+        _answer_fresh(sys.stdout.fileno(), sys.stdin.buffer.read(), args[1])
+        return 0
     unknown = [a for a in args if a != "--no-compile"]
     if unknown:
         _fail(f"unknown arguments {' '.join(unknown)} (usage: postinstall.py [--no-compile])")

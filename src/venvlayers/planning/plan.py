@@ -8,6 +8,7 @@ refuse one whose build no longer matches its lock.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ __all__ = [
 
 # bump when the layout of built layers changes, so older builds are redone
 BUILD_FORMAT = 3  # 3: postinstall.py compiles bytecode
+# every layer carries this file: a new one is a new build (no bump to forget)
+_POSTINSTALL_HASH = hashlib.sha256(
+    (Path(__file__).parent.parent / "_injected" / "postinstall.py").read_bytes()
+).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class LayerPlan:
         """Everything a finished build of this layer depends on (computed once: it may ask git)."""
         items = [
             f"format:{BUILD_FORMAT}",
+            f"postinstall:{_POSTINSTALL_HASH}",  # shipped in every layer
             f"platform:{self.layout.platform}",
             f"deploy_name:{self.deploy_name}",
             f"lock:{self.lock.file_hash}",

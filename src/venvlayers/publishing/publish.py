@@ -125,6 +125,12 @@ def layer_exclude(
             return True
         if not bytecode:
             return name == "__pycache__" or name.endswith((".pyc", ".pyo"))
+        if name == "__pycache__":  # only with bytecode it ships: the build's leftovers
+            try:  # (other Pythons', other shares') must not change the archive
+                children = os.listdir(plan.path / relative)
+            except OSError:
+                return True
+            return all(exclude(f"{relative}/{child}") for child in children)
         if not name.endswith(".pyc"):
             return False
         if ".opt-" in name:
@@ -354,7 +360,8 @@ def compile_bytecode(
     sources = layer_sources(plan.path, plan.layout.site_dir)
     if min_source is not None:
         sources = [s for s in sources if (plan.path / s).stat().st_size >= min_source]
-    result = compile_layer(python, plan.path, sources, error=PublishError)
+    # compiled alone, each file: an archive's bytes must not depend on compile order
+    result = compile_layer(python, plan.path, sources, error=PublishError, reproducible=True)
     for path, reason in result.failed:
         reporter.note(f"warning: {plan.build_name}: cannot compile {path}: {reason}")
 
