@@ -319,7 +319,7 @@ def compile_worker(reproducible: bool = False) -> int:
         prefix = sys.pycache_prefix or ""
         _ISOLATION[:] = ["-I", "-S", "-B", "-X", f"pycache_prefix={prefix}"]
         sys.pycache_prefix = None  # our .pyc files go beside their sources
-        _serve_one(_warm_up_request(prefix), reproducible, write=False)
+        _warm_up(prefix)
     for line in sys.stdin:
         _serve_one(line, reproducible)
     return 0
@@ -334,15 +334,29 @@ def _serve_one(line: str, fresh: bool, write: bool = True) -> None:
         sys.stdout.flush()
 
 
-def _warm_up_request(scratch: str) -> str:
-    """A request for one small module (with a syntax error too) in `scratch`."""
-    layer = os.path.join(scratch, f"warm-up-{os.getpid()}")
-    os.makedirs(os.path.join(layer, "lib"), exist_ok=True)
-    with open(os.path.join(layer, "lib", "a.py"), "w", encoding="utf-8") as f:
-        f.write("import os\n\nX = [1, (2, 3), {4: '5'}, {6}]\n")
-    with open(os.path.join(layer, "lib", "b.py"), "w", encoding="utf-8") as f:
-        f.write("print 'python 2'\n")
-    return json.dumps({"layer": layer, "paths": ["lib/a.py", "lib/b.py"], "names": None})
+def _warm_up(scratch: str) -> None:
+    """Serve one request for two small modules (one that does not compile) in `scratch`."""
+    if not scratch:
+        import tempfile
+
+        scratch = tempfile.gettempdir()
+    layer = os.path.join(scratch, f"venvlayers-warm-up-{os.getpid()}")
+    lib = os.path.join(layer, "lib")
+    os.makedirs(lib, exist_ok=True)
+    sources = {"a.py": "import os\n\nX = [1, (2, 3), {4: '5'}, {6}]\n", "b.py": "print 'py2'\n"}
+    for name, text in sources.items():
+        with open(os.path.join(lib, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    request = {"layer": layer, "paths": [f"lib/{name}" for name in sources], "names": None}
+    try:
+        _serve_one(json.dumps(request), True, write=False)
+    finally:
+        for parent, dirs, files in os.walk(layer, topdown=False):
+            for name in files:
+                os.remove(os.path.join(parent, name))
+            for name in dirs:
+                os.rmdir(os.path.join(parent, name))
+        os.rmdir(layer)
 
 
 def _die_with_parent() -> None:
