@@ -231,6 +231,9 @@ def test_run_from_runs_the_deployed_copy_when_the_source_is_gone(
     reporter = RecordingReporter()
     assert deploying.run_from(ref, "hello", target=target, reporter=reporter) == 0
     assert any("running what is deployed" in n for n in reporter.notes)
+    # a machine that never ran it has nothing to fall back on, and is told so
+    with pytest.raises(TransferError, match="hello was never deployed from it here"):
+        deploying.run_from(ref, "hello", target=tmp_path / "fresh")
 
 
 def test_cli_run_from_stops_the_progress_display_before_the_app_starts(

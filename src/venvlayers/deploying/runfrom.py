@@ -82,7 +82,9 @@ def deploy_for_run(
     except TransferError as exc:
         state = st.read_state(target) if target.is_dir() else None
         if state is None or not state.layers:
-            raise
+            raise type(exc)(
+                f"{exc} (and {app} was never deployed from it here to run offline)"
+            ) from None
         reporter.note(f"warning: {exc}; running what is deployed in {target}")
     return target
 
