@@ -61,17 +61,12 @@ class Server:
 
             do_GET = do_HEAD = do_PUT = do_POST = handle_any
 
-        self._server = LoopbackServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://{self.host}:{self._server.server_address[1]}"
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = LoopbackServer(Handler, self.host).start()
+        self.url = self._server.url
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 def send(

@@ -296,13 +296,9 @@ class TokenServer:
         """`expires_in` to claim, when it should differ from the real `lifetime`."""
         self.issued: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
-        self.server = LoopbackServer(("127.0.0.1", 0), self._handler())
-        self.port = self.server.server_address[1]
-        self.realm = f"http://127.0.0.1:{self.port}/token"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server = LoopbackServer(self._handler()).start()
+        self.port = self.server.port
+        self.realm = f"{self.server.url}/token"
 
     def sign(self, claims: dict[str, object]) -> str:
         from cryptography.hazmat.primitives import hashes
@@ -386,8 +382,7 @@ class TokenServer:
         return Handler
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -451,13 +446,8 @@ class CountingProxy:
         self.delay: Callable[[str, str], float] | None = None
         self.fail: Callable[[str, str], int | None] | None = None
         self.started = threading.Event()
-        self.server = LoopbackServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server = LoopbackServer(self._handler()).start()
+        self.host = f"127.0.0.1:{self.server.port}"
 
     def ref(self, repository: str, tag: str = "v1") -> str:
         return f"oci://{self.host}/{repository}:{tag}"
@@ -481,8 +471,7 @@ class CountingProxy:
         return sum(h.received for h in self.hits)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         owner = self
@@ -592,16 +581,11 @@ class BlobServer:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.requests: list[dict[str, str]] = []
-        self.server = LoopbackServer(("127.0.0.2", 0), self._handler())
-        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server = LoopbackServer(self._handler(), "127.0.0.2").start()
+        self.url = self.server.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         owner = self

@@ -24,6 +24,23 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
+    def __init__(self, handler: Callable[..., Any], host: str = "127.0.0.1") -> None:
+        """Bound to a free port of `host`; `start()` serves it."""
+        super().__init__((host, 0), handler)
+        self.url = f"http://{host}:{self.server_address[1]}"
+        self.port = self.server_address[1]
+
+    def start(self) -> LoopbackServer:
+        """Serve on a daemon thread until `stop()`."""
+        threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
@@ -33,15 +50,11 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
 @contextlib.contextmanager
 def serving(handler: Callable[..., Any], host: str = "127.0.0.1") -> Iterator[str]:
     """Serve with `handler` on a free port of `host` while the block runs: its base URL."""
-    server = LoopbackServer((host, 0), handler)
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    ).start()
+    server = LoopbackServer(handler, host).start()
     try:
-        yield f"http://{host}:{server.server_address[1]}"
+        yield server.url
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):
