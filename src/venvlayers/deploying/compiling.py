@@ -18,7 +18,6 @@ exclusively): it cannot mix the two.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from concurrent.futures import Future
@@ -36,10 +35,10 @@ from ..bytecode import (
     source_files,
 )
 from ..errors import DeployError
-from ..layout import LAYER_CONFIG
 from ..names import DeployName, LayerCategory
 from ..progress import Reporter
 from ..published import PublishedLayer
+from . import state as st
 from .extract import Unpacking
 
 __all__ = ["StagedCompiles"]
@@ -213,7 +212,7 @@ class StagedCompiles:
     def _runtime_python(self, runtime: DeployName) -> str:
         """The runtime layer's own interpreter (its config's `python`), inside that layer."""
         runtime_dir = self._staging / runtime  # staged, or a link to the deployed one
-        relative = _read_config(runtime_dir, runtime).get("python")
+        relative = st.read_layer_config(runtime_dir, runtime).get("python")
         if not isinstance(relative, str):
             raise DeployError(f"{runtime}: its layer config has no 'python'")
         resolved = os.path.normpath(runtime_dir / relative)
@@ -223,18 +222,7 @@ class StagedCompiles:
 
 
 def _site_dir(layer_dir: Path, layer: PublishedLayer) -> str:
-    site_dir = _read_config(layer_dir, layer.install_target).get("site_dir")
+    site_dir = st.read_layer_config(layer_dir, layer.install_target).get("site_dir")
     if not isinstance(site_dir, str):
         raise DeployError(f"{layer.install_target}: its layer config has no 'site_dir'")
     return site_dir
-
-
-def _read_config(layer_dir: Path, name: str) -> dict[str, object]:
-    path = layer_dir / LAYER_CONFIG
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DeployError(f"{name}: cannot read its {LAYER_CONFIG}: {exc}") from None
-    if not isinstance(data, dict):
-        raise DeployError(f"{name}: {LAYER_CONFIG} is not a JSON object")
-    return data

@@ -89,7 +89,7 @@ def app_command(
         kind = "directory"
     if not layer_dir.is_dir():
         raise DeployError(f"{layer_dir.name} cannot run: {layer_dir} is missing")
-    config = _config(layer_dir)
+    config = st.read_layer_config(layer_dir, layer_dir.name)
     module = module or config.get("launch_module")
     if not isinstance(module, str) or not module:
         raise DeployError(f"{layer_dir.name} is not an application layer (no launch module)")
@@ -204,7 +204,7 @@ def _from_directories(where: Path, app: str) -> Path:
     for child in children:
         if child.name.startswith(".") or not (child / LAYER_CONFIG).is_file():
             continue
-        if "launch_module" not in _config(child):
+        if "launch_module" not in st.read_layer_config(child, child.name):
             continue
         apps.setdefault(child.resolve(), []).append(child)
     found: list[tuple[int, Path]] = []
@@ -227,17 +227,6 @@ def _from_directories(where: Path, app: str) -> Path:
         several = ", ".join(p.name for _v, p in found)
         raise DeployError(f"{app!r} is ambiguous in {where}: {several}")
     return found[-1][1]
-
-
-def _config(layer_dir: Path) -> dict[str, Any]:
-    path = layer_dir / LAYER_CONFIG
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DeployError(f"{layer_dir.name}: cannot read its layer config {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise DeployError(f"{path} is not a JSON object")
-    return data
 
 
 def _check_runnable(layer_dir: Path, python: Path, config: Mapping[str, Any]) -> None:

@@ -11,7 +11,6 @@ this phase records is committed (`commit`).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -30,7 +29,7 @@ from ..archives.archive import (
 )
 from ..bytecode import CompileResult
 from ..errors import ArchiveError, DeployError
-from ..layout import LAYER_CONFIG, POSTINSTALL
+from ..layout import POSTINSTALL
 from ..names import DeployName, LayerCategory
 from ..platforms import TargetPlatform
 from ..progress import Reporter
@@ -311,7 +310,7 @@ def _run_postinstall(
     script = layer_dir / POSTINSTALL
     if not script.is_file():
         raise DeployError(f"{layer.install_target}: the archive has no {POSTINSTALL}")
-    config = _layer_config(layer_dir, layer)
+    config = st.read_layer_config(layer_dir, layer.install_target)
     if helper_python is not None:
         python = helper_python
     else:
@@ -341,19 +340,6 @@ def _layer_python(
             f"{layer.install_target}: {key} {relative!r} does not point into layer {own!r}"
         )
     return resolved
-
-
-def _layer_config(layer_dir: Path, layer: PublishedLayer) -> dict[str, Any]:
-    path = layer_dir / LAYER_CONFIG
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DeployError(
-            f"{layer.install_target}: cannot read its {LAYER_CONFIG}: {exc}"
-        ) from None
-    if not isinstance(data, dict):
-        raise DeployError(f"{layer.install_target}: {LAYER_CONFIG} is not a JSON object")
-    return data
 
 
 def _final_manifest(

@@ -32,6 +32,7 @@ from typing import Any, TypedDict
 from .._util.fs import exchange, format_json, remove_tree, replace_dir, restore_aside, write_atomic
 from ..archives.common import ManifestEntry
 from ..errors import ArchiveError, DeployError
+from ..layout import LAYER_CONFIG
 from ..names import BuildName, DeployName, LayerCategory
 from .trust import SignedBy, TrustedKeys
 
@@ -52,6 +53,7 @@ __all__ = [
     "manifest_path",
     "new_token",
     "now",
+    "read_layer_config",
     "read_manifest",
     "read_state",
     "remove_quietly",
@@ -435,3 +437,15 @@ def inode(path: Path) -> int:
 def remove_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         remove_tree(path)
+
+
+def read_layer_config(layer_dir: Path, name: str) -> dict[str, Any]:
+    """A deployed or staged layer's `venvstacks_layer.json`; `name` names it in errors."""
+    path = layer_dir / LAYER_CONFIG
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"{name}: cannot read its layer config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise DeployError(f"{name}: its layer config {path} is not a JSON object")
+    return data
