@@ -11,16 +11,7 @@ __all__ = ["cache_root", "data_root"]
 
 def cache_root() -> Path:
     """`$VENVLAYERS_CACHE_DIR`, else the platform's per-user cache directory."""
-    explicit = os.environ.get("VENVLAYERS_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser().absolute()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "venvlayers" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "venvlayers"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "venvlayers"
+    return _user_dir("VENVLAYERS_CACHE_DIR", "Cache", "Library/Caches", "XDG_CACHE_HOME", ".cache")
 
 
 def data_root() -> Path:
@@ -29,13 +20,25 @@ def data_root() -> Path:
     Unlike the cache, what lives here (deployments made by `run --from`) is not
     disposable while an app from it may be running.
     """
-    explicit = os.environ.get("VENVLAYERS_DATA_DIR")
+    return _user_dir(
+        "VENVLAYERS_DATA_DIR",
+        "Data",
+        "Library/Application Support",
+        "XDG_DATA_HOME",
+        ".local/share",
+    )
+
+
+def _user_dir(explicit_var: str, windows: str, macos: str, xdg_var: str, xdg_default: str) -> Path:
+    """Our folder of one kind: the variable's value, else the platform's convention
+    (`%LOCALAPPDATA%\\venvlayers\\<windows>`, `~/<macos>/venvlayers`, XDG on the rest)."""
+    explicit = os.environ.get(explicit_var)
     if explicit:
         return Path(explicit).expanduser().absolute()
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "venvlayers" / "Data"
+        return base / "venvlayers" / windows
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "venvlayers"
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "venvlayers"
+        return Path.home() / macos / "venvlayers"
+    xdg = os.environ.get(xdg_var)
+    return (Path(xdg) if xdg else Path.home() / xdg_default) / "venvlayers"
