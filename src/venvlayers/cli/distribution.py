@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -16,6 +17,8 @@ from .common import OUT, RichReporter, app, print_json, say
 from .options import InsecureOpt, JsonOpt
 
 __all__ = ["pull_command", "push_command"]
+
+R = TypeVar("R")
 
 _UNITS = {
     "": 1,
@@ -88,9 +91,8 @@ def push_command(
         raise typer.BadParameter("give at least one OUTPUT_DIR and then the REFERENCE")
     *dirs, ref = items
     options = distribution.TransferOptions(insecure=insecure, max_chunk=max_chunk)
-    started = time.monotonic()
-    with RichReporter(bytes_mode=True, transient=True) as reporter:
-        result = distribution.push(
+    result, seconds = _timed(
+        lambda reporter: distribution.push(
             [Path(d).absolute() for d in dirs],
             ref,
             force=force,
@@ -98,7 +100,7 @@ def push_command(
             options=options,
             reporter=reporter,
         )
-    seconds = round(time.monotonic() - started, 3)
+    )
     if json_output:
         print_json(
             _result_json(
@@ -159,16 +161,15 @@ def pull_command(
     holds are reused.
     """
     options = distribution.TransferOptions(insecure=insecure)
-    started = time.monotonic()
-    with RichReporter(bytes_mode=True, transient=True) as reporter:
-        result = distribution.pull(
+    result, seconds = _timed(
+        lambda reporter: distribution.pull(
             reference,
             output_dir.absolute(),
             platforms=platforms or None,
             options=options,
             reporter=reporter,
         )
-    seconds = round(time.monotonic() - started, 3)
+    )
     if json_output:
         print_json(
             _result_json(
@@ -191,6 +192,14 @@ def pull_command(
         f"({', '.join(result.platforms)}; {human_size(result.bytes_received)} {moved} "
         f"in {seconds:.2f}s)"
     )
+
+
+def _timed(transfer: Callable[[RichReporter], R]) -> tuple[R, float]:
+    """Run a push or pull under a transient byte-progress display: (result, seconds)."""
+    started = time.monotonic()
+    with RichReporter(bytes_mode=True, transient=True) as reporter:
+        result = transfer(reporter)
+    return result, round(time.monotonic() - started, 3)
 
 
 def _result_json(
