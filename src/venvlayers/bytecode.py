@@ -32,6 +32,7 @@ from typing import IO, Any
 from ._util.proc import clean_env, stop_worker
 from .archives.common import ManifestEntry
 from .errors import VenvLayersError
+from .layout import POSTINSTALL_SOURCE
 
 __all__ = [
     "BATCH",
@@ -49,7 +50,7 @@ __all__ = [
     "source_of_pyc",
 ]
 
-COMPILER = Path(__file__).parent / "_injected" / "postinstall.py"
+COMPILER = POSTINSTALL_SOURCE
 BATCH = 48
 """Files per request: enough that passing requests costs little, few enough to spread."""
 

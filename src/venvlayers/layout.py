@@ -10,6 +10,7 @@ the same relative paths hold everywhere and a deployed stack can be moved as a w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypedDict
 
 from .platforms import TargetPlatform
@@ -22,6 +23,7 @@ __all__ = [
     "METADATA_DIR",
     "METADATA_PATH",
     "POSTINSTALL",
+    "POSTINSTALL_SOURCE",
     "SIGNATURE",
     "SIGNATURE_PATH",
     "SITECUSTOMIZE",
@@ -33,6 +35,8 @@ __all__ = [
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
 BUILD_STAMP = "share/venv/metadata/venvlayers_build.json"
 POSTINSTALL = "postinstall.py"
+POSTINSTALL_SOURCE = Path(__file__).parent / "_injected" / POSTINSTALL
+"""The file copied into every layer as POSTINSTALL (and run as the bytecode compiler)."""
 SITECUSTOMIZE = "sitecustomize.py"
 
 # A published (or exported) stack: the metadata directory beside the layer archives,

@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-import venvlayers
 from tests.support.httpd import files_handler, serving
 from venvlayers import deploying
 from venvlayers.archives import ArchiveFormat, write_archive
+from venvlayers.layout import POSTINSTALL_SOURCE
 from venvlayers.platforms import build_platform
 
 PLATFORM = build_platform()
-POSTINSTALL = (Path(venvlayers.__file__).parent / "_injected" / "postinstall.py").read_text()
+POSTINSTALL = POSTINSTALL_SOURCE.read_text()
 CLAMP = 1_700_000_000
 
 HELLO = """\

@@ -33,6 +33,7 @@ from ..layout import (
     BUILD_STAMP,
     LAYER_CONFIG,
     POSTINSTALL,
+    POSTINSTALL_SOURCE,
     SITECUSTOMIZE,
     LayerConfig,
     peer_path,
@@ -55,8 +56,6 @@ __all__ = ["BuildOptions", "LayerBuildResult", "build_stack"]
 T = TypeVar("T")
 
 _LOG = logging.getLogger(__name__)
-
-_INJECTED = Path(__file__).parent.parent / "_injected" / "postinstall.py"
 
 
 @dataclass(frozen=True)
@@ -387,7 +386,7 @@ def _write_layer_files(plan: LayerPlan, dynlib_dirs: list[str]) -> None:
     if isinstance(plan.layer, ApplicationSpec):
         config["launch_module"] = plan.layer.launch_module_name
     write_if_changed(plan.path / LAYER_CONFIG, format_json(config))
-    write_if_changed(plan.path / POSTINSTALL, _INJECTED.read_text("utf-8"))
+    write_if_changed(plan.path / POSTINSTALL, POSTINSTALL_SOURCE.read_text("utf-8"))
     if not layout.is_runtime:
         site = plan.path / layout.site_dir
         text = sitecustomize_text(config["pylib_dirs"], layout.site_dir)

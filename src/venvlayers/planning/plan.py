@@ -8,6 +8,7 @@ refuse one whose build no longer matches its lock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 from .._util.hashing import hash_strings
 from ..errors import BuildError
-from ..layout import BUILD_STAMP, Layout
+from ..layout import BUILD_STAMP, POSTINSTALL_SOURCE, Layout
 from ..locking import LockState, evaluate_locks
 from ..names import BuildName, DeployName
 from ..platforms import TargetPlatform, build_platform
@@ -39,10 +40,12 @@ __all__ = [
 
 # bump when the layout of built layers changes, so older builds are redone
 BUILD_FORMAT = 3  # 3: postinstall.py compiles bytecode
-# every layer carries this file: a new one is a new build (no bump to forget)
-_POSTINSTALL_HASH = hashlib.sha256(
-    (Path(__file__).parent.parent / "_injected" / "postinstall.py").read_bytes()
-).hexdigest()
+
+
+@functools.cache
+def _postinstall_hash() -> str:
+    """Every layer carries this file: a new one is a new build (no bump to forget)."""
+    return hashlib.sha256(POSTINSTALL_SOURCE.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class LayerPlan:
         """Everything a finished build of this layer depends on (computed once: it may ask git)."""
         items = [
             f"format:{BUILD_FORMAT}",
-            f"postinstall:{_POSTINSTALL_HASH}",  # shipped in every layer
+            f"postinstall:{_postinstall_hash()}",
             f"platform:{self.layout.platform}",
             f"deploy_name:{self.deploy_name}",
             f"lock:{self.lock.file_hash}",
