@@ -343,21 +343,25 @@ def test_the_minimum_chunk_length_is_honoured(
         assert all(s >= 120_000 for s in sizes[:-1])
 
 
+@pytest.mark.parametrize("failing", [1, 3])
 def test_a_failed_chunk_is_resent_from_where_the_registry_stands(
-    registry: Registry, proxy: CountingProxy, tmp_path: Path
+    registry: Registry, proxy: CountingProxy, tmp_path: Path, failing: int
 ) -> None:
-    out = stack(tmp_path, "out", "chunk-retry", bulk=300_000)
+    """The 1st: the registry holds nothing yet and says `Range: 0-0`, as it also does
+    for one byte; the 3rd: it holds two chunks."""
+    out = stack(tmp_path, "out", f"chunk-retry-{failing}", bulk=300_000)
     patches: list[str] = []
 
-    def third_patch_fails(method: str, path: str) -> int | None:
+    def one_patch_fails(method: str, path: str) -> int | None:
         if method == "PATCH":
             patches.append(path)
-            if len(patches) == 3:
+            if len(patches) == failing:
                 return 502
         return None
 
-    proxy.fail = third_patch_fails
-    push(out, proxy.ref("chunkretry/stack"), options=TransferOptions(max_chunk=100_000))
+    proxy.fail = one_patch_fails
+    ref = proxy.ref(f"chunkretry{failing}/stack")
+    push(out, ref, options=TransferOptions(max_chunk=100_000, parallel=1))
     statuses = [h.status for h in proxy.hits if h.method in ("PATCH", "GET")]
     assert 502 in statuses
     # after the failure: the upload's status (GET, 204 with its Range), then the chunk again
@@ -366,7 +370,7 @@ def test_a_failed_chunk_is_resent_from_where_the_registry_stands(
     failed = after.index(("PATCH", 502))
     assert after[failed + 1] == ("GET", 204) and after[failed + 2] == ("PATCH", 202)
     proxy.fail = None
-    pull(proxy.ref("chunkretry/stack"), tmp_path / "mirror", options=FAST)
+    pull(ref, tmp_path / "mirror", options=FAST)
     assert tree_files(tmp_path / "mirror") == tree_files(out)
 
 

@@ -273,7 +273,7 @@ class RegistryClient:
             failures += 1
             if failures > self.http.retries:
                 raise _UploadLost(problem)
-            offset = self._upload_offset(location, problem)
+            offset = self._upload_offset(location, problem, tried=offset)
         reply = self.http.request(
             "PUT",
             _with_digest(location, blob.digest),
@@ -286,8 +286,13 @@ class RegistryClient:
         self._check_put(reply, blob)
         return requests + 1, sent
 
-    def _upload_offset(self, location: str, problem: str) -> int:
-        """Where the registry's copy of an interrupted upload ends, to go on from there."""
+    def _upload_offset(self, location: str, problem: str, *, tried: int) -> int:
+        """Where the registry's copy of an interrupted upload ends, to go on from there.
+
+        `tried`: where the chunk that failed started. `Range: 0-0` is what the reference
+        registry says both for an empty upload and for one byte (its end is inclusive):
+        when the failed chunk was the first, it means nothing arrived.
+        """
         try:
             reply = self.http.request("GET", location, auth=self.auth, retry=True)
         except DistributionError:
@@ -295,7 +300,9 @@ class RegistryClient:
         if reply.status not in (202, 204):
             raise _UploadLost(f"{problem}; the upload session is gone")
         end = _range_end(reply)
-        return 0 if end is None else end + 1
+        if end is None or (end == 0 and tried == 0):
+            return 0
+        return end + 1
 
     def _check_put(self, reply: Reply, blob: Blob) -> None:
         if reply.status == 201:
